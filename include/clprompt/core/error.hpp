@@ -1,0 +1,57 @@
+#pragma once
+// Errors thrown by clprompt. Every message names the offending file, config field or tensor
+// and says what was expected, so a user can fix the input without reading the source.
+#include <stdexcept>
+#include <string>
+
+#include <fmt/format.h>
+
+namespace clprompt {
+
+/// Base class of every error clprompt throws.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A file that is missing, unreadable, truncated or not in the expected format.
+class FileError : public Error {
+ public:
+  FileError(std::string path, const std::string& what)
+      : Error(fmt::format("{}: {}", path, what)), path_(std::move(path)) {}
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  std::string path_;
+};
+
+/// An invalid configuration value; `field` is its dotted path, e.g. "train.lr".
+class ConfigError : public Error {
+ public:
+  ConfigError(std::string field, const std::string& what)
+      : Error(fmt::format("config field '{}': {}", field, what)), field_(std::move(field)) {}
+  const std::string& field() const noexcept { return field_; }
+
+ private:
+  std::string field_;
+};
+
+/// A tensor whose shape, dtype or content does not match what an operation needs.
+class ShapeError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A checkpoint whose tensors do not match the model (missing, unexpected, mis-shaped names).
+class CheckpointError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// Training diverged (NaN or infinite loss).
+class NumericError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace clprompt

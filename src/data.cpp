@@ -1,0 +1,1 @@
+// Compiled part of include/clprompt/data: dataset readers and image decoding.

@@ -1,0 +1,1 @@
+// Compiled part of include/clprompt/io: file formats.

@@ -1,0 +1,1 @@
+// Explicit instantiations of the published method aliases and the CLI runner.
