@@ -1,1 +1,237 @@
-// Explicit instantiations of the published method aliases and the CLI runner.
+// The compiled part of clprompt's method layer: explicit instantiations of the published
+// method aliases (so examples and the CLI do not re-instantiate them) and the experiment
+// runner behind `clprompt run`.
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "clprompt/backbone/timm_loader.hpp"
+#include "clprompt/core/seed.hpp"
+#include "clprompt/core/threads.hpp"
+#include "clprompt/data/cifar.hpp"
+#include "clprompt/data/idx.hpp"
+#include "clprompt/io/atomic_file.hpp"
+#include "clprompt/io/svg_plot.hpp"
+#include "clprompt/learn/experiment.hpp"
+#include "clprompt/methods/baselines.hpp"
+
+namespace clprompt {
+
+template class ContinualModel<VisionTransformer, NoPrompts, LinearHead>;
+
+namespace {
+
+/// The embedded default: Split Fashion-MNIST (5 tasks x 2 classes) with a small ViT on the
+/// native 28x28 images (patch 4 -> 49 patches + [CLS]; D 128, 6 layers so that the published
+/// prompt layers 0-4 exist; ~1.2 M parameters). Sized so that `clprompt run` of a method takes
+/// about a minute on 2 cores (docs/benchmarks.md).
+RunConfig embedded_default() {
+  RunConfig c;
+  c.data.dataset = "fashion-mnist";
+  c.data.root = "/usr/share/datasets/fashion-mnist";
+  c.scenario.num_tasks = 5;
+  c.scenario.train_per_class = 1000;
+  c.scenario.test_per_class = 500;  // of 1000: halves evaluation time, +-2% binomial error per task
+  c.transform.horizontal_flip = true;
+  c.backbone.image_size = 28;
+  c.backbone.patch_size = 4;
+  c.backbone.embed_dim = 128;
+  c.backbone.depth = 6;
+  c.backbone.num_heads = 4;
+  c.train.optimizer = OptimizerKind::adam;
+  c.train.batch_size = 64;
+  c.train.epochs = 1;
+  return c;
+}
+
+const std::map<std::string, std::string>& method_table() {
+  static const std::map<std::string, std::string> table{
+      {"finetune", "sequential fine-tuning of the whole ViT and a linear head (lower bound)"},
+      {"linear-probe", "frozen ViT, class-incremental linear head"},
+  };
+  return table;
+}
+
+Json parse_section(const Json& options, const char* key, const std::set<std::string>& allowed) {
+  for (const auto& [name, value] : options.items())
+    if (!allowed.count(name))
+      throw ConfigError("method_options." + name,
+                        fmt::format("unknown section for this method; expected one of: {}", fmt::join(allowed, ", ")));
+  return options.contains(key) ? options.at(key) : Json::object();
+}
+
+std::pair<std::shared_ptr<const Dataset>, std::shared_ptr<const Dataset>> load_datasets(const DataOptions& data) {
+  auto both = [](auto&& load) {
+    return std::pair<std::shared_ptr<const Dataset>, std::shared_ptr<const Dataset>>{load(Split::train),
+                                                                                      load(Split::test)};
+  };
+  if (data.dataset == "fashion-mnist")
+    return both([&](Split s) { return std::make_shared<TensorDataset>(load_fashion_mnist(data.root, s)); });
+  if (data.dataset == "mnist")
+    return both([&](Split s) { return std::make_shared<TensorDataset>(load_mnist(data.root, s)); });
+  if (data.dataset == "cifar100")
+    return both([&](Split s) { return std::make_shared<TensorDataset>(load_cifar100(data.root, s)); });
+  if (data.dataset == "cifar10")
+    return both([&](Split s) { return std::make_shared<TensorDataset>(load_cifar10(data.root, s)); });
+  namespace fs = std::filesystem;
+  return {std::make_shared<ImageFolderDataset>((fs::path(data.root) / "train").string(), data.image_folder),
+          std::make_shared<ImageFolderDataset>((fs::path(data.root) / "test").string(), data.image_folder)};
+}
+
+void write_outputs(const std::string& directory, const Results& results) {
+  if (directory.empty()) return;
+  namespace fs = std::filesystem;
+  write_text_file_atomically((fs::path(directory) / "results.json").string(), results.to_json().dump(2) + "\n");
+  AccuracyPlot plot;
+  plot.title = fmt::format("{} - seed {}", results.method, results.seed);
+  plot.matrix = results.accuracy;
+  plot.curves.push_back({"average accuracy over seen tasks", average_accuracy_per_task(results.accuracy)});
+  for (const auto& t : results.tasks) plot.task_labels.push_back(fmt::format("T{}", t.task + 1));
+  write_accuracy_svg((fs::path(directory) / "accuracy.svg").string(), plot);
+}
+
+template <class Model>
+Results run_model(Model& model, const RunConfig& config, const Scenario& scenario, Results prefix,
+                  const ExperimentOutput& output) {
+  Learner<Model> learner(model, scenario, config.train, config.transform, static_cast<uint64_t>(config.seed));
+  LearnerHooks hooks = output.hooks;
+  auto fill = [&](Results r) {
+    r.method = prefix.method;
+    r.threads = prefix.threads;
+    r.notes = prefix.notes;
+    r.config = prefix.config;
+    return r;
+  };
+  auto user_hook = hooks.on_task_end;
+  hooks.on_task_end = [&](const Results& partial) {
+    write_outputs(output.directory, fill(partial));
+    if (user_hook) user_hook(partial);
+  };
+  auto results = fill(learner.run(hooks));
+  if (config.save_checkpoint && !output.directory.empty())
+    model.save((std::filesystem::path(output.directory) / "model.safetensors").string(),
+               {{"clprompt.method", config.method}, {"clprompt.config", write_options(config).dump()}});
+  return results;
+}
+
+}  // namespace
+
+std::vector<MethodInfo> available_methods() {
+  std::vector<MethodInfo> out;
+  for (const auto& [name, description] : method_table()) out.push_back({name, description});
+  return out;
+}
+
+RunConfig default_config(const std::string& method) {
+  if (!method_table().count(method)) {
+    std::vector<std::string> names;
+    for (const auto& m : available_methods()) names.push_back(m.name);
+    throw ConfigError("method", fmt::format("unknown method '{}'; available: {}", method, fmt::join(names, ", ")));
+  }
+  RunConfig c = embedded_default();
+  c.method = method;
+  if (method == "finetune") {
+    c.train.lr = 1e-3;
+  } else if (method == "linear-probe") {
+    c.train.lr = 1e-2;
+  }
+  return c;
+}
+
+RunConfig resolve_config(const std::string& method, const Json& overrides) {
+  if (!overrides.is_object()) throw ConfigError("<root>", "the configuration must be a JSON object");
+  std::string name = method;
+  if (overrides.contains("method")) {
+    if (!overrides.at("method").is_string()) throw ConfigError("method", "expected a string");
+    if (name.empty()) name = overrides.at("method").get<std::string>();
+    else if (overrides.at("method").get<std::string>() != name)
+      throw ConfigError("method", fmt::format("the configuration says '{}' but '{}' was requested",
+                                              overrides.at("method").get<std::string>(), name));
+  }
+  if (name.empty()) name = "finetune";
+  Json merged = write_options(default_config(name));
+  merged.merge_patch(overrides);
+  return options_from_json<RunConfig>(merged);
+}
+
+Json parse_override(const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw ConfigError(assignment, "an override must look like field.subfield=value, e.g. train.lr=0.01");
+  const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
+  Json value = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) value = text;
+  Json patch = value;
+  std::size_t end = key.size();
+  while (true) {
+    const auto dot = key.rfind('.', end - 1);
+    const std::string part = key.substr(dot == std::string::npos ? 0 : dot + 1,
+                                        end - (dot == std::string::npos ? 0 : dot + 1));
+    if (part.empty()) throw ConfigError(key, "empty field name in override");
+    patch = Json{{part, patch}};
+    if (dot == std::string::npos) break;
+    end = dot;
+  }
+  return patch;
+}
+
+Results run_experiment(const RunConfig& config, const ExperimentOutput& output) {
+  const int threads = configure_threads(static_cast<int>(config.threads));
+  seed_everything(static_cast<uint64_t>(config.seed));
+  if (!output.directory.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(output.directory, ec);
+    if (ec) throw FileError(output.directory, "cannot create the output directory: " + ec.message());
+  }
+  auto [train, test] = load_datasets(config.data);
+  Scenario scenario(train, test, config.scenario, static_cast<uint64_t>(config.seed));
+
+  Results prefix;
+  prefix.method = config.method;
+  prefix.threads = threads;
+  prefix.config = write_options(config);
+  auto backbone = std::make_shared<VisionTransformer>(config.backbone);
+  if (config.pretrained.empty()) {
+    prefix.notes.push_back("backbone randomly initialised: no pre-trained weights were given (config field "
+                           "'pretrained'); prompt methods need a pre-trained backbone to behave as published");
+  } else {
+    load_timm_vit(*backbone, config.pretrained);
+    prefix.notes.push_back("backbone initialised from " + config.pretrained);
+  }
+  if (output.hooks.log)
+    for (const auto& note : prefix.notes) output.hooks.log("note: " + note);
+
+  if (config.method == "finetune" || config.method == "linear-probe") {
+    auto head_json = parse_section(config.method_options, "head", {"head"});
+    auto head = options_from_json<LinearHeadOptions>(head_json, "method_options.head");
+    auto model = make_linear_model(backbone, head, /*train_backbone=*/config.method == "finetune");
+    return run_model(*model, config, scenario, prefix, output);
+  }
+  throw ConfigError("method", fmt::format("unknown method '{}'", config.method));
+}
+
+std::string format_summary(const Results& r) {
+  std::string out = fmt::format("{}: accuracy (%) on each task's test set (columns) after learning task t (rows)\n",
+                                r.method);
+  out += "         ";
+  for (int64_t j = 0; j < r.completed_tasks(); ++j) out += fmt::format("{:>7}", fmt::format("T{}", j + 1));
+  out += fmt::format("{:>9}\n", "avg");
+  const auto avg = r.accuracy.empty() ? std::vector<double>{} : average_accuracy_per_task(r.accuracy);
+  for (std::size_t t = 0; t < r.accuracy.size(); ++t) {
+    out += fmt::format("after T{:<2}", t + 1);
+    for (double a : r.accuracy[t]) out += fmt::format("{:7.1f}", a);
+    out += std::string(7 * (r.accuracy.size() - t - 1), ' ');
+    out += fmt::format("{:9.2f}\n", avg[t]);
+  }
+  if (!r.accuracy.empty()) {
+    const double f = average_forgetting(r.accuracy);
+    out += fmt::format("final average accuracy {:.2f}% | average incremental accuracy {:.2f}% | forgetting {}\n",
+                       final_average_accuracy(r.accuracy), average_incremental_accuracy(avg),
+                       std::isnan(f) ? std::string("n/a") : fmt::format("{:.2f}", f));
+  }
+  return out;
+}
+
+}  // namespace clprompt

@@ -1,7 +1,8 @@
-#include <catch2/catch.hpp>
-
 #include "clprompt/core/options.hpp"
 #include "clprompt/core/threads.hpp"
+
+// Last: glog (pulled in by ATen) defines its own CHECK, which Catch's must override.
+#include <catch2/catch.hpp>
 
 namespace {
 

@@ -4,7 +4,18 @@
 #include <stdexcept>
 #include <string>
 
+#include <c10/core/ScalarType.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>  // shapes (at::IntArrayRef) print as [B, C, H, W]
+
+/// Tensor dtypes print by name ("Float", "Long") in error messages.
+template <>
+struct fmt::formatter<c10::ScalarType> : fmt::formatter<std::string_view> {
+  template <class Context>
+  auto format(c10::ScalarType t, Context& ctx) const {
+    return fmt::formatter<std::string_view>::format(c10::toString(t), ctx);
+  }
+};
 
 namespace clprompt {
 

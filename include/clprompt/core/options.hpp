@@ -28,7 +28,8 @@
 
 namespace clprompt {
 
-using Json = nlohmann::json;
+/// JSON that keeps keys in insertion order, so configurations print in their declared order.
+using Json = nlohmann::ordered_json;
 
 /// One named member of an options struct.
 template <class Owner, class T>
@@ -137,7 +138,9 @@ void read_value(const Json& j, T& out, const std::string& path) {
   auto mismatch = [&] {
     throw ConfigError(path, fmt::format("expected {}, got {}", type_name<T>(), j.dump()));
   };
-  if constexpr (std::is_same_v<T, bool>) {
+  if constexpr (std::is_same_v<T, Json>) {
+    out = j;  // free-form: parsed later by whoever owns it
+  } else if constexpr (std::is_same_v<T, bool>) {
     if (!j.is_boolean()) mismatch();
     out = j.get<bool>();
   } else if constexpr (std::is_integral_v<T>) {
@@ -176,7 +179,9 @@ void read_value(const Json& j, T& out, const std::string& path) {
 
 template <class T>
 Json write_value(const T& value) {
-  if constexpr (NamedEnum<T>) {
+  if constexpr (std::is_same_v<T, Json>) {
+    return value;
+  } else if constexpr (NamedEnum<T>) {
     return to_string(value);
   } else if constexpr (IsVector<T>::value) {
     Json a = Json::array();

@@ -1,0 +1,58 @@
+#pragma once
+// The ClassifierHead contract. See docs/policies.md#classifierhead for an annotated skeleton.
+//
+//   struct MyHead : torch::nn::Module {
+//     void begin_task(const clprompt::TaskContext& ctx);   // grow to ctx.classes_seen() outputs
+//     at::Tensor logits(const at::Tensor& features, const clprompt::TaskContext& ctx);   // [B, classes_seen]
+//     at::Tensor loss(const at::Tensor& logits, const at::Tensor& targets, const clprompt::TaskContext& ctx);
+//     void end_task(const clprompt::TaskContext& ctx);     // optional
+//   };
+#include <concepts>
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+#include "clprompt/model/task_context.hpp"
+
+namespace clprompt {
+namespace detail {
+template <class H>
+concept HeadIsModule = std::derived_from<H, torch::nn::Module>;
+template <class H>
+concept HeadHasLogits = requires(H& h, const at::Tensor& features, const TaskContext& ctx) {
+  { h.logits(features, ctx) } -> std::same_as<at::Tensor>;
+};
+template <class H>
+concept HeadHasLoss = requires(H& h, const at::Tensor& logits, const at::Tensor& targets, const TaskContext& ctx) {
+  { h.loss(logits, targets, ctx) } -> std::same_as<at::Tensor>;
+};
+template <class H>
+concept HeadHasBeginTask = requires(H& h, const TaskContext& ctx) { h.begin_task(ctx); };
+template <class H>
+concept HeadHasEndTask = requires(H& h, const TaskContext& ctx) { h.end_task(ctx); };
+}  // namespace detail
+
+/// Maps features to logits over the classes seen so far, and defines the training loss.
+template <class H>
+concept ClassifierHead = detail::HeadIsModule<H> && detail::HeadHasLogits<H> && detail::HeadHasLoss<H> &&
+                         detail::HeadHasBeginTask<H>;
+
+/// Compile-time check with one message per missing member; true when H is a ClassifierHead.
+template <class H>
+constexpr bool check_classifier_head() {
+  static_assert(detail::HeadIsModule<H>,
+                "ClassifierHead must derive from torch::nn::Module (it owns the classifier weights). "
+                "See docs/policies.md#classifierhead");
+  static_assert(detail::HeadHasLogits<H>,
+                "ClassifierHead requires `at::Tensor logits(const at::Tensor& features, const TaskContext& ctx)` "
+                "returning [B, ctx.classes_seen()]. See docs/policies.md#classifierhead");
+  static_assert(detail::HeadHasLoss<H>,
+                "ClassifierHead requires `at::Tensor loss(const at::Tensor& logits, const at::Tensor& targets, "
+                "const TaskContext& ctx)` returning a scalar tensor. See docs/policies.md#classifierhead");
+  static_assert(detail::HeadHasBeginTask<H>,
+                "ClassifierHead requires `void begin_task(const TaskContext& ctx)` (grow the classifier to "
+                "ctx.classes_seen() outputs). See docs/policies.md#classifierhead");
+  return ClassifierHead<H>;
+}
+
+}  // namespace clprompt

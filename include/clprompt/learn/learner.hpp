@@ -1,0 +1,161 @@
+#pragma once
+// Learner: runs a class-incremental scenario on a ContinualModel, task by task:
+//   begin_task -> epochs of training (task identity known) -> end_task ->
+//   evaluation on every seen task's test set without task identity.
+//
+//   clprompt::Learner learner(model, scenario, train_options, transform_options, seed);
+//   clprompt::Results results = learner.run();
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "clprompt/core/error.hpp"
+#include "clprompt/data/loader.hpp"
+#include "clprompt/data/scenario.hpp"
+#include "clprompt/data/transforms.hpp"
+#include "clprompt/learn/optimizer.hpp"
+#include "clprompt/learn/progress.hpp"
+#include "clprompt/learn/results.hpp"
+#include "clprompt/learn/train_options.hpp"
+#include "clprompt/model/task_context.hpp"
+
+namespace clprompt {
+
+struct LearnerHooks {
+  std::function<void(const Results&)> on_task_end;  ///< e.g. write partial results after each task
+  std::function<void(const std::string&)> log = [](const std::string& line) {
+    fmt::print("{}\n", line);
+    std::fflush(stdout);  // line by line also when piped (CI logs, tee)
+  };
+  bool progress_bar = true;  ///< drawn only when stderr is a terminal
+};
+
+template <class Model>
+class Learner {
+ public:
+  Learner(Model& model, const Scenario& scenario, TrainOptions train, TransformOptions transform, uint64_t seed)
+      : model_(model), scenario_(scenario), train_(std::move(train)), transform_(std::move(transform)), seed_(seed) {
+    train_.validate("train");
+    for (int64_t t = 0; t < scenario_.num_tasks(); ++t) classes_per_task_.push_back(scenario_.task(t).num_classes());
+  }
+
+  Results run(const LearnerHooks& hooks = {}) {
+    const auto start = Clock::now();
+    Results results;
+    results.seed = seed_;
+    results.num_tasks = scenario_.num_tasks();
+    results.class_order = scenario_.class_order();
+    std::unique_ptr<RoleOptimizer> optimizer;
+    const auto names = scenario_.class_names();
+    for (int64_t t = 0; t < scenario_.num_tasks(); ++t) {
+      const auto& task = scenario_.task(t);
+      TaskRecord record;
+      record.task = t;
+      for (int64_t c = task.class_begin; c < task.class_end; ++c) record.classes.push_back(names.at(static_cast<std::size_t>(c)));
+
+      const auto ctx = TaskContext::for_task(t, scenario_.num_tasks(), classes_per_task_, /*training=*/true);
+      model_.begin_task(ctx);
+      if (!optimizer || train_.reset_optimizer_each_task)
+        optimizer = std::make_unique<RoleOptimizer>(model_.parameter_groups(), train_);
+      train_task(ctx, task, *optimizer, record, hooks);
+      model_.end_task();
+
+      evaluate_seen(t, results, record, hooks);
+      results.tasks.push_back(record);
+      results.total_seconds = seconds_since(start);
+      if (hooks.log) {
+        const auto& row = results.accuracy.back();
+        std::string cells;
+        for (double a : row) cells += fmt::format(" {:5.1f}", a);
+        hooks.log(fmt::format("task {}/{}: accuracy per seen task [{} ] average {:.2f}% | train {:.0f} img/s, eval {:.0f} img/s",
+                              t + 1, scenario_.num_tasks(), cells, average_accuracy_per_task(results.accuracy).back(),
+                              record.train_images_per_second(), record.eval_images_per_second()));
+      }
+      if (hooks.on_task_end) hooks.on_task_end(results);
+    }
+    return results;
+  }
+
+  /// Accuracy (%) on test indices of the scenario, without task identity; adds the counts.
+  double evaluate(const std::vector<int64_t>& indices, int64_t& correct_out, int64_t& total_out) {
+    model_.eval();
+    Transform transform(transform_);
+    Loader loader(scenario_.test_set(), indices, scenario_.label_map(), transform, train_.eval_batch_size,
+                  /*train=*/false, seed_);
+    int64_t correct = 0, total = 0;
+    for (const Batch& batch : loader.epoch(0)) {
+      auto predicted = model_.predict(batch.images);
+      correct += predicted.eq(batch.labels).sum().template item<int64_t>();
+      total += batch.labels.size(0);
+    }
+    correct_out += correct;
+    total_out += total;
+    return total > 0 ? 100.0 * static_cast<double>(correct) / static_cast<double>(total) : 0.0;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+  void train_task(const TaskContext& ctx, const Task& task, RoleOptimizer& optimizer, TaskRecord& record,
+                  const LearnerHooks& hooks) {
+    Transform transform(transform_);
+    // A stream per task keeps each task's data order independent of the others.
+    Loader loader(scenario_.train_set(), task.train_indices, scenario_.label_map(), transform, train_.batch_size,
+                  /*train=*/true, seed_ * 1000003ULL + static_cast<uint64_t>(ctx.task) + 1);
+    const auto start = Clock::now();
+    for (int64_t epoch = 0; epoch < train_.epochs; ++epoch) {
+      optimizer.set_epoch(epoch);
+      model_.train();
+      ProgressBar bar(fmt::format("task {}/{} epoch {}/{}", ctx.task + 1, ctx.num_tasks, epoch + 1, train_.epochs),
+                      loader.size(), hooks.progress_bar && ::isatty(::fileno(stderr)) == 1);
+      double loss_sum = 0;
+      int64_t batches = 0, b = 0;
+      for (const Batch& batch : loader.epoch(epoch)) {
+        auto output = model_.forward(batch.images, ctx);
+        auto loss = model_.loss(output, batch.labels, ctx);
+        const double value = loss.template item<double>();
+        if (!std::isfinite(value))
+          throw NumericError(fmt::format("training diverged: loss is {} at task {}, epoch {}, batch {} (lr {}); "
+                                         "lower train.lr or check the input normalisation",
+                                         value, ctx.task, epoch, b, optimizer.current_lr()));
+        if (optimizer.has_parameters()) {
+          optimizer.zero_grad();
+          loss.backward();
+          optimizer.step();
+        }
+        loss_sum += value;
+        ++batches;
+        ++b;
+        record.train_images += batch.labels.size(0);
+        bar.advance(batch.labels.size(0), fmt::format("loss {:.4f}", loss_sum / static_cast<double>(batches)));
+      }
+      bar.finish();
+      record.epoch_loss.push_back(batches > 0 ? loss_sum / static_cast<double>(batches) : 0.0);
+    }
+    record.train_seconds = seconds_since(start);
+  }
+
+  void evaluate_seen(int64_t t, Results& results, TaskRecord& record, const LearnerHooks&) {
+    const auto start = Clock::now();
+    std::vector<double> row;
+    int64_t correct = 0, total = 0;
+    for (int64_t j = 0; j <= t; ++j) row.push_back(evaluate(scenario_.task(j).test_indices, correct, total));
+    record.eval_seconds = seconds_since(start);
+    record.eval_images = total;
+    record.accuracy_seen_samples = total > 0 ? 100.0 * static_cast<double>(correct) / static_cast<double>(total) : 0.0;
+    results.accuracy.push_back(std::move(row));
+  }
+
+  Model& model_;
+  const Scenario& scenario_;
+  TrainOptions train_;
+  TransformOptions transform_;
+  uint64_t seed_;
+  std::vector<int64_t> classes_per_task_;
+};
+
+}  // namespace clprompt

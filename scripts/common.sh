@@ -1,0 +1,38 @@
+# Shared by scripts/demo.sh and scripts/test.sh: installs missing Debian packages, configures
+# and builds. Source it; do not run it.
+set -euo pipefail
+
+CLPROMPT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CLPROMPT_BUILD_DIR=${CLPROMPT_BUILD_DIR:-$CLPROMPT_ROOT/build}
+
+# Everything clprompt needs, from Debian 12. libopenblas0-openmp replaces the reference BLAS
+# (~3 GFLOP/s) that LibTorch's sgemm calls otherwise (~100 GFLOP/s with OpenBLAS).
+CLPROMPT_PACKAGES=(
+  g++ cmake ninja-build pkg-config
+  libtorch-dev libopenblas0-openmp
+  libeigen3-dev libfmt-dev nlohmann-json3-dev zlib1g-dev libstb-dev
+  catch2 libbenchmark-dev
+  dataset-fashion-mnist
+)
+
+clprompt_install_packages() {
+  local missing=() p
+  for p in "${CLPROMPT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "clprompt: installing missing Debian packages: ${missing[*]}"
+    local sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+clprompt_configure() {
+  cmake -S "$CLPROMPT_ROOT" -B "$CLPROMPT_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+}
+
+clprompt_build() {
+  cmake --build "$CLPROMPT_BUILD_DIR" --parallel "$(nproc)" "$@"
+}

@@ -1,0 +1,14 @@
+// Must NOT compile: a selector without select(). The build of this file is a test
+// (tests/CMakeLists.txt) that passes when the compiler's output carries the contract's message.
+#include "clprompt/methods/baselines.hpp"
+
+struct ForgotSelect : torch::nn::Module {
+  static constexpr bool needs_query = true;
+  clprompt::Selection choose(const at::Tensor&, const clprompt::TaskContext&) { return {}; }  // wrong name
+};
+
+int main() {
+  clprompt::ContinualModel<clprompt::VisionTransformer, ForgotSelect, clprompt::LinearHead> model(
+      nullptr, nullptr, nullptr);
+  return 0;
+}

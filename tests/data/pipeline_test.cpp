@@ -1,0 +1,325 @@
+// Class order, class-incremental scenario, transforms and the prefetching loader, on small
+// in-memory datasets.
+#include <algorithm>
+#include <numeric>
+#include <set>
+
+#include "clprompt/core/seed.hpp"
+#include "clprompt/data/class_order.hpp"
+#include "clprompt/data/loader.hpp"
+#include "clprompt/data/scenario.hpp"
+#include "clprompt/data/transforms.hpp"
+
+// Last: glog (pulled in by ATen) defines its own CHECK, which must not replace Catch's.
+#include <catch2/catch.hpp>
+
+namespace {
+
+using Indices = std::vector<int64_t>;
+
+// `per_class` images of each of `classes` classes, 1x2x2, every pixel of image i equal to i % 256.
+std::shared_ptr<clprompt::TensorDataset> numbered_dataset(int64_t classes, int64_t per_class) {
+  const int64_t n = classes * per_class;
+  at::Tensor images = (at::arange(n, at::kLong) % 256).to(at::kByte).view({n, 1, 1, 1}).expand({n, 1, 2, 2}).contiguous();
+  at::Tensor labels = at::arange(n, at::kLong) % classes;
+  return std::make_shared<clprompt::TensorDataset>(images, labels);
+}
+
+template <class F>
+std::string config_error(F&& f) {
+  try {
+    f();
+  } catch (const clprompt::ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+// A dataset whose image 13 cannot be decoded.
+class FailingDataset final : public clprompt::Dataset {
+ public:
+  int64_t size() const override { return 20; }
+  int64_t num_classes() const override { return 2; }
+  int64_t label(int64_t index) const override { return index % 2; }
+  at::Tensor images(const Indices& indices) const override {
+    for (int64_t i : indices)
+      if (i == 13) throw clprompt::FileError("image13.jpg", "cannot decode image");
+    return at::zeros({static_cast<int64_t>(indices.size()), 3, 2, 2}, at::kByte);
+  }
+  std::string description() const override { return "failing"; }
+};
+
+}  // namespace
+
+TEST_CASE("numpy_permutation equals numpy.random.RandomState(seed).permutation(n)", "[data][class_order]") {
+  // numpy 1.24: list(numpy.random.RandomState(seed).permutation(n))
+  CHECK(clprompt::numpy_permutation(100, 1993) ==
+        Indices{68, 56, 78, 8,  23, 84, 90, 65, 74, 76, 40, 89, 3,  92, 55, 9,  26, 80, 43, 38,
+                58, 70, 77, 1,  85, 19, 17, 50, 28, 53, 13, 81, 45, 82, 6,  59, 83, 16, 15, 44,
+                91, 41, 72, 60, 79, 52, 20, 10, 31, 54, 37, 95, 14, 71, 96, 98, 97, 2,  64, 66,
+                42, 22, 35, 86, 24, 34, 87, 21, 99, 0,  88, 27, 18, 94, 11, 12, 47, 25, 30, 46,
+                62, 69, 36, 61, 7,  63, 75, 5,  32, 4,  51, 48, 73, 93, 39, 67, 29, 49, 57, 33});
+  CHECK(clprompt::numpy_permutation(10, 0) == Indices{2, 8, 4, 9, 1, 6, 7, 3, 0, 5});
+  CHECK(clprompt::numpy_permutation(7, 42) == Indices{0, 1, 5, 2, 4, 3, 6});
+  CHECK(clprompt::numpy_permutation(20, 4294967295u) ==
+        Indices{11, 17, 19, 15, 1, 5, 8, 16, 13, 18, 14, 9, 10, 6, 0, 4, 7, 12, 2, 3});
+  const Indices p200 = clprompt::numpy_permutation(200, 1993);
+  CHECK(Indices(p200.begin(), p200.begin() + 10) == Indices{168, 136, 51, 9, 183, 101, 171, 99, 42, 159});
+  CHECK(clprompt::numpy_permutation(1, 1) == Indices{0});
+  CHECK(clprompt::numpy_permutation(0, 1).empty());
+}
+
+TEST_CASE("a scenario splits classes into disjoint tasks with incremental labels", "[data][scenario]") {
+  const auto train = numbered_dataset(10, 6);
+  const auto test = numbered_dataset(10, 3);
+  const clprompt::Scenario s(train, test, {.num_tasks = 5}, 1993);
+  REQUIRE(s.num_tasks() == 5);
+  CHECK(s.num_classes() == 10);
+  CHECK(s.class_order() == clprompt::numpy_permutation(10, 1993));
+  for (int64_t c = 0; c < 10; ++c) CHECK(s.class_order()[static_cast<size_t>(s.label_map()[static_cast<size_t>(c)])] == c);
+  CHECK(s.class_names().front() == std::to_string(s.class_order().front()));
+
+  std::set<int64_t> classes, train_seen, test_seen;
+  for (int64_t t = 0; t < s.num_tasks(); ++t) {
+    const clprompt::Task& task = s.task(t);
+    CHECK(task.index == t);
+    CHECK(task.class_begin == 2 * t);
+    CHECK(task.num_classes() == 2);
+    CHECK(task.train_indices.size() == 12);
+    CHECK(task.test_indices.size() == 6);
+    CHECK(std::is_sorted(task.train_indices.begin(), task.train_indices.end()));
+    for (int64_t i : task.train_indices) {
+      const int64_t label = s.label_map()[static_cast<size_t>(train->label(i))];
+      CHECK((label >= task.class_begin && label < task.class_end));
+      CHECK(train_seen.insert(i).second);
+      classes.insert(train->label(i));
+    }
+    for (int64_t i : task.test_indices) {
+      const int64_t label = s.label_map()[static_cast<size_t>(test->label(i))];
+      CHECK((label >= task.class_begin && label < task.class_end));
+      CHECK(test_seen.insert(i).second);
+    }
+  }
+  CHECK(classes.size() == 10);
+  CHECK(train_seen.size() == 60);
+  CHECK(test_seen.size() == 30);
+  CHECK(s.seen_test_indices(1).size() == 12);
+  CHECK(s.seen_test_indices(4).size() == 30);
+
+  // An initial task, no shuffling, explicit orders.
+  const clprompt::Scenario uneven(train, test, {.num_tasks = 4, .initial_classes = 4, .shuffle_classes = false}, 0);
+  CHECK(uneven.task(0).class_end == 4);
+  CHECK(uneven.task(3).class_begin == 8);
+  CHECK(uneven.task(3).class_end == 10);
+  CHECK(uneven.class_order() == Indices{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+  const Indices explicit_order{9, 8, 7, 6, 5, 4, 3, 2, 1, 0};
+  const clprompt::Scenario ordered(train, test, {.num_tasks = 2, .class_order = explicit_order}, 5);
+  CHECK(ordered.class_order() == explicit_order);
+  CHECK(ordered.label_map()[9] == 0);
+  CHECK(ordered.class_names().front() == "9");
+}
+
+TEST_CASE("one seed fixes the class order and the per-class subsample", "[data][scenario]") {
+  const auto train = numbered_dataset(10, 20);
+  const auto test = numbered_dataset(10, 10);
+  const clprompt::ScenarioOptions options{.num_tasks = 2, .train_per_class = 5, .test_per_class = 3};
+  const clprompt::Scenario a(train, test, options, 7), b(train, test, options, 7), c(train, test, options, 8);
+  std::vector<int64_t> per_class(10, 0);
+  for (int64_t t = 0; t < 2; ++t) {
+    CHECK(a.task(t).train_indices == b.task(t).train_indices);
+    CHECK(a.task(t).test_indices == b.task(t).test_indices);
+    CHECK(a.task(t).train_indices.size() == 25);
+    CHECK(a.task(t).test_indices.size() == 15);
+    for (int64_t i : a.task(t).train_indices) ++per_class[static_cast<size_t>(train->label(i))];
+  }
+  CHECK(per_class == std::vector<int64_t>(10, 5));
+  CHECK(a.class_order() == b.class_order());
+  CHECK(a.class_order() != c.class_order());
+  CHECK(a.seen_test_indices(1) != c.seen_test_indices(1));
+  // More requested than present keeps them all.
+  const clprompt::Scenario all(train, test, {.num_tasks = 1, .train_per_class = 50}, 7);
+  CHECK(all.task(0).train_indices.size() == 200);
+}
+
+TEST_CASE("scenario options that do not fit throw ConfigError naming the field", "[data][scenario]") {
+  const auto train = numbered_dataset(10, 2);
+  const auto test = numbered_dataset(10, 1);
+  auto make = [&](clprompt::ScenarioOptions o, uint64_t seed = 1) {
+    return config_error([&] { (void)clprompt::Scenario(train, test, o, seed, "data.scenario"); });
+  };
+  CHECK_THAT(make({.num_tasks = 3}), Catch::Contains("'data.scenario.num_tasks'") && Catch::Contains("10 classes"));
+  CHECK_THAT(make({.num_tasks = 0}), Catch::Contains("'data.scenario.num_tasks'"));
+  CHECK_THAT(make({.num_tasks = 4, .initial_classes = 5}), Catch::Contains("'data.scenario.initial_classes'"));
+  CHECK_THAT(make({.num_tasks = 2, .class_order = {0, 1, 2}}), Catch::Contains("'data.scenario.class_order'"));
+  CHECK_THAT(make({.num_tasks = 2, .class_order = {0, 1, 2, 3, 4, 5, 6, 7, 8, 8}}),
+             Catch::Contains("'data.scenario.class_order[9]'") && Catch::Contains("repeated"));
+  CHECK_THAT(make({.num_tasks = 2}, uint64_t{1} << 32), Catch::Contains("'seed'"));
+  CHECK_THAT(make({.train_per_class = -1}), Catch::Contains("'data.scenario.train_per_class'"));
+  CHECK_THAT(config_error([] {
+               (void)clprompt::options_from_json<clprompt::ScenarioOptions>(
+                   clprompt::Json::parse(R"({"num_tasks": 10, "test_per_class": -2})"), "scenario");
+             }),
+             Catch::Contains("'scenario.test_per_class'"));
+  CHECK_THROWS_AS(clprompt::Scenario(train, numbered_dataset(5, 1), {}, 1), clprompt::ShapeError);
+}
+
+TEST_CASE("transforms produce normalised 3-channel float batches", "[data][transforms]") {
+  at::Generator gen = clprompt::make_generator(1, 0);
+  const at::Tensor white = at::full({2, 3, 8, 8}, 255, at::kByte);
+
+  // Shapes: resize then crop.
+  const clprompt::Transform t({.resize = 16, .crop_size = 12});
+  CHECK(t.output_size(8) == 12);
+  const at::Tensor out = t(white, false, gen);
+  CHECK(out.scalar_type() == at::kFloat);
+  CHECK(out.sizes() == at::IntArrayRef{2, 3, 12, 12});
+  // ImageNet normalisation of white: (1 - mean) / std per channel.
+  for (int64_t c = 0; c < 3; ++c) {
+    const double expected = (1.0 - t.options().mean[static_cast<size_t>(c)]) / t.options().std[static_cast<size_t>(c)];
+    CHECK(out[0][c].sub(expected).abs().max().item<double>() < 1e-5);
+  }
+
+  // Grayscale expands to three identical channels; without normalisation values are x / 255.
+  const at::Tensor gray = at::arange(2 * 16, at::kLong).to(at::kByte).view({2, 1, 4, 4});
+  const clprompt::Transform plain({.mean = {}, .std = {}});
+  const at::Tensor g = plain(gray, true, gen);
+  CHECK(g.sizes() == at::IntArrayRef{2, 3, 4, 4});
+  CHECK(at::equal(g.select(1, 0), g.select(1, 2)));
+  CHECK(at::allclose(g.select(1, 1), gray.squeeze(1).to(at::kFloat) / 255));
+  CHECK(plain.output_size(4) == 4);
+
+  // Centre crop: torchvision's rounding, and no randomness at test time.
+  const at::Tensor ramp = at::arange(64, at::kLong).to(at::kByte).view({1, 1, 8, 8});
+  const clprompt::Transform centre({.crop_size = 6, .random_crop = true, .horizontal_flip = true, .mean = {}, .std = {}});
+  const at::Tensor c = centre(ramp, false, gen);
+  CHECK(at::equal(c[0][0], ramp[0][0].slice(0, 1, 7).slice(1, 1, 7).to(at::kFloat) / 255));
+  at::Generator other = clprompt::make_generator(2, 0);
+  CHECK(at::equal(c, centre(ramp, false, other)));
+}
+
+TEST_CASE("random crops and flips are per sample and seeded", "[data][transforms]") {
+  const int64_t batch = 64;
+  const at::Tensor ramp = (at::arange(64, at::kLong) + 1).to(at::kByte).view({1, 1, 8, 8}).expand({batch, 3, 8, 8}).contiguous();
+  const at::Tensor base = ramp[0][0].to(at::kFloat) / 255;
+
+  const clprompt::Transform flip({.horizontal_flip = true, .mean = {}, .std = {}});
+  at::Generator gen = clprompt::make_generator(3, 0);
+  const at::Tensor f = flip(ramp, true, gen);
+  int64_t flipped = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    const bool same = at::equal(f[b][1], base), mirrored = at::equal(f[b][1], base.flip({1}));
+    CHECK((same || mirrored));
+    flipped += mirrored ? 1 : 0;
+  }
+  CHECK(flipped > 10);
+  CHECK(flipped < 54);
+  CHECK(at::equal(ramp, (at::arange(64, at::kLong) + 1).to(at::kByte).view({1, 1, 8, 8}).expand({batch, 3, 8, 8})));
+  CHECK(at::equal(flip(ramp, false, gen)[0][0], base));  // no flip at test time
+
+  // CIFAR-style: pad by 2, crop 8 -> a window of the zero-padded image.
+  const clprompt::Transform crop({.crop_size = 8, .crop_padding = 2, .random_crop = true, .mean = {}, .std = {}});
+  at::Generator g1 = clprompt::make_generator(4, 0), g2 = clprompt::make_generator(4, 0);
+  const at::Tensor r = crop(ramp, true, g1);
+  CHECK(at::equal(r, crop(ramp, true, g2)));
+  const at::Tensor padded = at::constant_pad_nd(base, {2, 2, 2, 2}, 0);
+  std::set<std::pair<int64_t, int64_t>> offsets;
+  for (int64_t b = 0; b < batch; ++b) {
+    bool found = false;
+    for (int64_t y = 0; y <= 4 && !found; ++y)
+      for (int64_t x = 0; x <= 4 && !found; ++x)
+        if (at::equal(r[b][0], padded.slice(0, y, y + 8).slice(1, x, x + 8))) {
+          found = true;
+          offsets.emplace(y, x);
+        }
+    CHECK(found);
+  }
+  CHECK(offsets.size() > 5);
+
+  CHECK_THROWS_AS(clprompt::Transform({.random_crop = true}), clprompt::ConfigError);
+  CHECK_THROWS_AS(clprompt::Transform({.mean = {0.5, 0.5}, .std = {1, 1}}), clprompt::ConfigError);
+  CHECK_THROWS_AS(clprompt::Transform({.std = {1, 0, 1}}), clprompt::ConfigError);
+  CHECK_THROWS_AS(flip(ramp.to(at::kFloat), true, gen), clprompt::ShapeError);
+  CHECK_THROWS_AS(clprompt::Transform({.crop_size = 9})(ramp, false, gen), clprompt::ShapeError);
+}
+
+TEST_CASE("the loader visits each index once per epoch with remapped labels", "[data][loader]") {
+  const auto data = numbered_dataset(4, 10);
+  const Indices subset{3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 33, 35, 37, 39, 0, 2, 4, 6};
+  const Indices label_map{3, 2, 1, 0};
+  const clprompt::Transform plain({.mean = {}, .std = {}});
+  const clprompt::Loader train(*data, subset, label_map, plain, 5, true, 42);
+  CHECK(train.size() == 23);
+  CHECK(train.num_batches() == 5);
+
+  std::vector<Indices> orders;
+  for (int64_t e = 0; e < 2; ++e) {
+    Indices seen;
+    int64_t batches = 0;
+    for (const clprompt::Batch& b : train.epoch(e)) {
+      CHECK(b.images.sizes() == at::IntArrayRef{static_cast<int64_t>(b.indices.size()), 3, 2, 2});
+      CHECK(b.labels.size(0) == static_cast<int64_t>(b.indices.size()));
+      for (size_t k = 0; k < b.indices.size(); ++k) {
+        const int64_t i = b.indices[k];
+        CHECK(b.labels[static_cast<int64_t>(k)].item<int64_t>() == label_map[static_cast<size_t>(data->label(i))]);
+        CHECK(b.images[static_cast<int64_t>(k)][2][1][1].item<float>() == Approx(static_cast<double>(i) / 255));
+      }
+      seen.insert(seen.end(), b.indices.begin(), b.indices.end());
+      ++batches;
+    }
+    CHECK(batches == 5);
+    CHECK(seen == train.order(e));
+    Indices sorted = seen, expected = subset;
+    std::sort(sorted.begin(), sorted.end());
+    std::sort(expected.begin(), expected.end());
+    CHECK(sorted == expected);
+    orders.push_back(seen);
+  }
+  CHECK(orders[0] != orders[1]);
+
+  // Reproducible per seed and independent of what was consumed before.
+  const clprompt::Loader again(*data, subset, label_map, plain, 5, true, 42);
+  CHECK(again.order(1) == orders[1]);
+  CHECK(at::equal(again.batch(1, 4).images, train.batch(1, 4).images));
+  CHECK(clprompt::Loader(*data, subset, label_map, plain, 5, true, 43).order(0) != orders[0]);
+
+  // Test mode: the given order, a partial last batch.
+  const clprompt::Loader test(*data, subset, label_map, plain, 10, false, 42);
+  CHECK(test.order(0) == subset);
+  CHECK(test.order(3) == subset);
+  Indices seen;
+  for (const auto& b : test.epoch(0)) seen.insert(seen.end(), b.indices.begin(), b.indices.end());
+  CHECK(seen == subset);
+  CHECK(test.batch(0, 2).indices.size() == 3);
+
+  // Leaving early waits for the batch in flight; an empty subset has no batches.
+  for (const auto& b : train.epoch(5)) {
+    CHECK(b.indices.size() == 5);
+    break;
+  }
+  int64_t none = 0;
+  for (const auto& b : clprompt::Loader(*data, {}, label_map, plain, 5, true, 1).epoch(0)) none += b.labels.size(0);
+  CHECK(none == 0);
+
+  CHECK_THROWS_AS(clprompt::Loader(*data, subset, label_map, plain, 0, true, 1), clprompt::ConfigError);
+  CHECK_THROWS_AS(clprompt::Loader(*data, {40}, label_map, plain, 5, true, 1), clprompt::ShapeError);
+  CHECK_THROWS_AS(clprompt::Loader(*data, subset, {0, 1}, plain, 5, true, 1), clprompt::ShapeError);
+}
+
+TEST_CASE("a worker exception reaches the consumer", "[data][loader]") {
+  const FailingDataset data;
+  Indices all(20);
+  std::iota(all.begin(), all.end(), int64_t{0});
+  const clprompt::Loader loader(data, all, {0, 1}, clprompt::Transform{}, 4, false, 0);
+  int64_t batches = 0;
+  auto run = [&] {
+    for (const auto& b : loader.epoch(0)) {
+      (void)b;
+      ++batches;
+    }
+  };
+  CHECK_THROWS_WITH(run(), Catch::Contains("image13.jpg"));
+  CHECK(batches == 3);  // batches 0-2 arrived, batch 3 holds image 13
+  auto epoch = loader.epoch(1);
+  (void)epoch.begin();
+  CHECK_THROWS_AS(epoch.begin(), clprompt::Error);
+}

@@ -1,0 +1,187 @@
+#include <cmath>
+#include <fstream>
+
+#include "clprompt/core/seed.hpp"
+#include "clprompt/data/dataset.hpp"
+#include "clprompt/data/idx.hpp"
+#include "clprompt/learn/experiment.hpp"
+#include "clprompt/learn/learner.hpp"
+#include "clprompt/learn/metrics.hpp"
+#include "clprompt/methods/baselines.hpp"
+#include "test_util.hpp"
+
+// Last: glog (pulled in by ATen) defines its own CHECK, which Catch's must override.
+#include <catch2/catch.hpp>
+
+using namespace clprompt;
+
+namespace {
+
+// Images whose class is visible in every patch: class c is its own random 8x8 texture plus
+// noise. (Neither position nor brightness alone would do: a randomly initialised ViT's [CLS]
+// averages over positions, and its final LayerNorm removes a global scale.)
+std::shared_ptr<TensorDataset> texture_classes(int64_t classes, int64_t per_class, uint64_t seed) {
+  auto textures = at::randint(0, 200, {classes, 1, 8, 8}, make_generator(99, 0), at::TensorOptions().dtype(at::kLong));
+  auto noise = at::randint(0, 40, {classes * per_class, 1, 8, 8}, make_generator(seed, 0),
+                           at::TensorOptions().dtype(at::kLong));
+  auto labels = at::arange(classes, at::kLong).repeat_interleave(per_class);
+  auto images = (textures.index_select(0, labels) + noise).to(at::kByte);
+  return std::make_shared<TensorDataset>(images, labels);
+}
+
+ViTOptions tiny_vit() {
+  ViTOptions o;
+  o.image_size = 8;
+  o.patch_size = 4;
+  o.embed_dim = 16;
+  o.depth = 1;
+  o.num_heads = 2;
+  return o;
+}
+
+// A head whose loss is NaN, to check that divergence is caught and named.
+struct NanHead : LinearHead {
+  using LinearHead::LinearHead;
+  at::Tensor loss(const at::Tensor& logits, const at::Tensor&, const TaskContext&) {
+    return logits.sum() * std::numeric_limits<double>::quiet_NaN();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("metrics follow the definitions on a known accuracy matrix", "[learn][metrics]") {
+  const AccuracyMatrix a{{90}, {70, 80}, {50, 60, 85}};
+  CHECK(final_average_accuracy(a) == Approx((50 + 60 + 85) / 3.0));
+  const auto per_task = average_accuracy_per_task(a);
+  CHECK(per_task == std::vector<double>{90, 75, (50 + 60 + 85) / 3.0});
+  CHECK(average_incremental_accuracy(per_task) == Approx((90 + 75 + 65) / 3.0));
+  // task 0: max(90, 70) - 50 = 40; task 1: 80 - 60 = 20
+  CHECK(average_forgetting(a) == Approx(30.0));
+  CHECK(std::isnan(average_forgetting({{90}})));
+  CHECK_THROWS_AS(final_average_accuracy({{1, 2}}), ShapeError);
+}
+
+TEST_CASE("the learner runs a scenario task by task and is reproducible", "[learn][learner]") {
+  auto train = texture_classes(4, 24, 1), test = texture_classes(4, 8, 2);
+  ScenarioOptions so;
+  so.num_tasks = 2;
+  TransformOptions to;
+  TrainOptions tr;
+  tr.lr = 0.1;
+  tr.epochs = 8;
+  tr.batch_size = 16;
+
+  auto run_once = [&] {
+    seed_everything(7);
+    Scenario scenario(train, test, so, 7);
+    auto model = make_linear_model(std::make_shared<VisionTransformer>(tiny_vit()), {}, false);
+    Learner<FineTune> learner(*model, scenario, tr, to, 7);
+    LearnerHooks hooks;
+    hooks.log = nullptr;
+    int calls = 0;
+    hooks.on_task_end = [&](const Results& r) { CHECK(r.completed_tasks() == ++calls); };
+    auto results = learner.run(hooks);
+    CHECK(calls == 2);
+    return results;
+  };
+  const auto r1 = run_once();
+  REQUIRE(r1.accuracy.size() == 2);
+  CHECK(r1.accuracy[0].size() == 1);
+  CHECK(r1.accuracy[1].size() == 2);
+  INFO("epoch losses " << Json(r1.tasks[0].epoch_loss).dump());
+  CHECK(r1.accuracy[0][0] > 75.0);  // a visible, 2-way task is learnt by a linear probe
+  CHECK(r1.tasks[0].train_images == 8 * 48);
+  CHECK(r1.tasks[1].eval_images == 32);
+  CHECK(r1.tasks[0].epoch_loss.size() == 8);
+  const auto j = r1.to_json();
+  for (const char* key : {"accuracy_matrix", "final_average_accuracy", "average_incremental_accuracy", "forgetting",
+                          "class_order", "tasks"})
+    CHECK(j.contains(key));
+  CHECK(run_once().accuracy == r1.accuracy);  // one seed fixes everything
+}
+
+TEST_CASE("a NaN loss stops training with a named error", "[learn][learner]") {
+  auto train = texture_classes(2, 8, 1), test = texture_classes(2, 4, 2);
+  ScenarioOptions so;
+  so.num_tasks = 1;
+  Scenario scenario(train, test, so, 1);
+  auto vit = std::make_shared<VisionTransformer>(tiny_vit());
+  ContinualModel<VisionTransformer, NoPrompts, NanHead> model(vit, std::make_shared<NoPrompts>(),
+                                                              std::make_shared<NanHead>(LinearHeadOptions{}, dims_of(*vit)));
+  Learner<decltype(model)> learner(model, scenario, TrainOptions{}, TransformOptions{}, 1);
+  LearnerHooks hooks;
+  hooks.log = nullptr;
+  CHECK_THROWS_WITH(learner.run(hooks), Catch::Contains("diverged") && Catch::Contains("task 0, epoch 0, batch 0"));
+}
+
+TEST_CASE("configurations resolve over the method's defaults and name bad fields", "[learn][config]") {
+  auto c = resolve_config("linear-probe", parse_override("train.lr=0.5"));
+  CHECK(c.train.lr == 0.5);
+  CHECK(c.method == "linear-probe");
+  CHECK(c.data.dataset == "fashion-mnist");
+  CHECK(parse_override("scenario.class_order=[1,0]") == Json::parse(R"({"scenario": {"class_order": [1, 0]}})"));
+  CHECK(parse_override("data.root=/tmp/x") == Json::parse(R"({"data": {"root": "/tmp/x"}})"));
+  CHECK_THROWS_WITH(resolve_config("no-such-method"), Catch::Contains("finetune") && Catch::Contains("linear-probe"));
+  CHECK_THROWS_WITH(resolve_config("finetune", Json::parse(R"({"train": {"lr": -1}})")), Catch::Contains("'train.lr'"));
+  CHECK_THROWS_WITH(resolve_config("finetune", Json::parse(R"({"trian": {}})")), Catch::Contains("'trian'"));
+  CHECK_THROWS_WITH(resolve_config("finetune", Json::parse(R"({"data": {"dataset": "imagenet"}})")),
+                    Catch::Contains("'data.dataset'"));
+  CHECK_THROWS_WITH(resolve_config("finetune", Json::parse(R"({"method": "linear-probe"})")),
+                    Catch::Contains("'method'"));
+  CHECK_THROWS_AS(parse_override("novalue"), ConfigError);
+}
+
+TEST_CASE("run_experiment writes results, plot and checkpoint from IDX files", "[learn][experiment]") {
+  test::TempDir dir;
+  // A tiny data set in the Fashion-MNIST file layout (gzip IDX), classes drawn as patches.
+  auto write_idx = [&](const std::string& stem, const TensorDataset& d) {
+    const auto images = d.all_images().squeeze(1).contiguous();
+    const int64_t n = images.size(0);
+    std::vector<uint8_t> img{0, 0, 8, 3}, lab{0, 0, 8, 1};
+    auto be32 = [](std::vector<uint8_t>& v, uint32_t x) {
+      for (int s = 24; s >= 0; s -= 8) v.push_back(static_cast<uint8_t>(x >> s));
+    };
+    be32(img, static_cast<uint32_t>(n));
+    be32(img, 8);
+    be32(img, 8);
+    be32(lab, static_cast<uint32_t>(n));
+    img.insert(img.end(), images.data_ptr<uint8_t>(), images.data_ptr<uint8_t>() + images.numel());
+    const auto labels = d.all_labels().to(at::kByte).contiguous();
+    lab.insert(lab.end(), labels.data_ptr<uint8_t>(), labels.data_ptr<uint8_t>() + labels.numel());
+    for (auto& [suffix, bytes] : {std::pair{"images-idx3-ubyte.gz", img}, std::pair{"labels-idx1-ubyte.gz", lab}}) {
+      auto gz = clprompt::detail::gzip_compress(bytes);
+      std::ofstream(dir.file(stem + "-" + suffix), std::ios::binary).write(reinterpret_cast<const char*>(gz.data()),
+                                                                          static_cast<std::streamsize>(gz.size()));
+    }
+  };
+  write_idx("train", *texture_classes(10, 6, 1));
+  write_idx("t10k", *texture_classes(10, 3, 2));
+
+  Json overrides{{"data", {{"root", dir.path().string()}}},
+                 {"backbone", write_options(tiny_vit())},
+                 {"scenario", {{"train_per_class", 0}}},
+                 {"train", {{"batch_size", 8}}},
+                 {"transform", {{"horizontal_flip", false}}}};
+  const auto config = resolve_config("finetune", overrides);
+  ExperimentOutput output{dir.file("out"), {}};
+  output.hooks.log = nullptr;
+  const auto results = run_experiment(config, output);
+  CHECK(results.complete());
+  CHECK(results.num_tasks == 5);
+  CHECK(results.config.at("data").at("root") == dir.path().string());
+  std::ifstream in(dir.file("out/results.json"));
+  const auto j = Json::parse(in);
+  CHECK(j.at("completed_tasks") == 5);
+  CHECK(j.at("accuracy_matrix").size() == 5);
+  CHECK(j.at("notes").at(0).get<std::string>().find("randomly initialised") != std::string::npos);
+  CHECK(std::filesystem::file_size(dir.file("out/accuracy.svg")) > 500);
+  auto restored = make_linear_model(std::make_shared<VisionTransformer>(tiny_vit()), {}, true);
+  CHECK(restored->load(dir.file("out/model.safetensors")).at("clprompt.method") == "finetune");
+  CHECK(restored->tasks_started() == 5);
+
+  SECTION("a missing data directory is a named error") {
+    auto bad = config;
+    bad.data.root = dir.file("nowhere");
+    CHECK_THROWS_WITH(run_experiment(bad, {}), Catch::Contains(dir.file("nowhere")));
+  }
+}
