@@ -48,7 +48,7 @@ void train_step(benchmark::State& state, bool train_backbone) {
   state.counters["images/s"] = benchmark::Counter(static_cast<double>(batch * state.iterations()), benchmark::Counter::kIsRate);
 }
 
-BENCHMARK_CAPTURE(eval_forward, default_backbone, default_backbone())->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(eval_forward, default_backbone, default_backbone())->Arg(32)->Arg(64)->Arg(128)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(eval_forward, vit_b16_224, ViTOptions::base_patch16_224())->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(train_step, finetune, true)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(train_step, linear_probe, false)->Unit(benchmark::kMillisecond)->UseRealTime();

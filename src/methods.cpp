@@ -133,6 +133,9 @@ RunConfig default_config(const std::string& method) {
   RunConfig c = embedded_default();
   c.method = method;
   if (method == "finetune") {
+    // "FT" of the CODA-Prompt paper: plain cross-entropy over all seen classes. With the
+    // prompt methods' train-time masking it becomes "FT++" (method_options.head.mask_other_tasks).
+    c.method_options = Json{{"head", {{"mask_other_tasks", false}}}};
     c.train.lr = 1e-3;
   } else if (method == "linear-probe") {
     c.train.lr = 1e-2;
@@ -186,7 +189,7 @@ Results run_experiment(const RunConfig& config, const ExperimentOutput& output) 
     if (ec) throw FileError(output.directory, "cannot create the output directory: " + ec.message());
   }
   auto [train, test] = load_datasets(config.data);
-  Scenario scenario(train, test, config.scenario, static_cast<uint64_t>(config.seed));
+  Scenario scenario(train, test, config.scenario, static_cast<uint64_t>(config.seed), "scenario");
 
   Results prefix;
   prefix.method = config.method;

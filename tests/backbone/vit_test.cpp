@@ -203,3 +203,19 @@ TEST_CASE("position-embedding resampling keeps [CLS], constants and same-size gr
   CHECK(at::allclose(up, at::full({1, 50, 8}, 0.5), 1e-5, 1e-5));
   CHECK_THROWS_AS(clprompt::resample_position_embedding(at::randn({1, 1 + 15, 8}), 4), clprompt::ShapeError);
 }
+
+TEST_CASE("position-embedding resampling equals PyTorch's antialiased bicubic interpolate", "[backbone][timm]") {
+  // Reference values: torch 1.13 F.interpolate(x, size, mode="bicubic", antialias=True,
+  // align_corners=False) with x = sin(0.37 * arange(48)).reshape(1, 4, 4, 3).permute(0, 3, 1, 2),
+  // the call timm's resample_abs_pos_embed makes.
+  auto grid = at::sin(at::arange(48, at::kFloat) * 0.37).reshape({1, 16, 3});
+  auto pe = at::cat({at::zeros({1, 1, 3}), grid}, 1);
+  auto check = [&](int64_t size, std::vector<double> first_channel0, double sum) {
+    auto out = clprompt::resample_position_embedding(pe, size).narrow(1, 1, size * size);
+    for (std::size_t k = 0; k < first_channel0.size(); ++k)
+      CHECK(out[0][static_cast<int64_t>(k)][0].item<double>() == Approx(first_channel0[k]).margin(2e-6));
+    CHECK(out.sum().item<double>() == Approx(sum).margin(1e-4));
+  };
+  check(7, {0.001562, 0.368598, 0.982951, 1.053653, 0.774427, 0.047386}, 5.86558);
+  check(2, {-0.14833, 0.367896}, 0.14564);
+}
