@@ -6,6 +6,8 @@
 
 #include <unistd.h>
 
+#include "clprompt/backbone/vit.hpp"
+
 namespace clprompt::test {
 
 /// A fresh directory under the system temp dir, removed with its contents at scope exit.
@@ -27,9 +29,33 @@ class TempDir {
 
   const std::filesystem::path& path() const { return path_; }
   std::string file(const std::string& name) const { return (path_ / name).string(); }
+  std::string operator/(const std::string& name) const { return file(name); }
+  std::string str() const { return path_.string(); }
 
  private:
   std::filesystem::path path_;
 };
+
+/// A ViT small enough for unit tests: 8x8 images, patch 4 (4 patches), D 16, 2 heads.
+inline ViTOptions tiny_vit(int64_t depth = 2) {
+  ViTOptions o;
+  o.image_size = 8;
+  o.patch_size = 4;
+  o.embed_dim = 16;
+  o.depth = depth;
+  o.num_heads = 2;
+  return o;
+}
+
+/// The message of the `E` that `f` throws, or "no error".
+template <class E, class F>
+std::string error_message(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "no error";
+}
 
 }  // namespace clprompt::test

@@ -15,6 +15,7 @@
 #include "clprompt/data/idx.hpp"
 #include "clprompt/data/image_folder.hpp"
 #include "clprompt/data/loader.hpp"
+#include "test_util.hpp"
 
 // Last: glog (pulled in by ATen) defines its own CHECK, which must not replace Catch's.
 #include <catch2/catch.hpp>
@@ -23,28 +24,6 @@ namespace fs = std::filesystem;
 using Bytes = std::vector<uint8_t>;
 
 namespace {
-
-// A fresh directory under the system temp dir, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() / fmt::format("clprompt_data_test_{}_{}", ::getpid(), counter++);
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-};
 
 void write_file(const std::string& path, const Bytes& bytes) {
   fs::create_directories(fs::path(path).parent_path());
@@ -77,17 +56,6 @@ Bytes idx_labels(const std::vector<uint8_t>& labels) {
   put_be32(b, static_cast<uint32_t>(labels.size()));
   b.insert(b.end(), labels.begin(), labels.end());
   return b;
-}
-
-// The message of the FileError `f` throws ("no error" if it throws none).
-template <class F>
-std::string file_error(F&& f) {
-  try {
-    f();
-  } catch (const clprompt::FileError& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 Bytes truncate(Bytes b, size_t size) {
@@ -147,7 +115,7 @@ at::Tensor chw(const Bytes& pixels, int w, int h) {
 }  // namespace
 
 TEST_CASE("read_idx reads raw and gzip IDX files exactly", "[data][idx]") {
-  TempDir dir;
+  clprompt::test::TempDir dir;
   const Bytes images = idx_images(5, 4, 3);
   const std::vector<uint8_t> labels{2, 0, 1, 2, 1};
   write_file(dir / "raw-images", images);
@@ -181,12 +149,12 @@ TEST_CASE("read_idx reads raw and gzip IDX files exactly", "[data][idx]") {
   CHECK(fm.class_names().back() == "Ankle boot");
   CHECK_THAT(fm.description(), Catch::StartsWith("Fashion-MNIST train (5 images, 4x3x1) from "));
   CHECK(clprompt::load_mnist(dir / "fm", clprompt::Split::train).class_names().at(9) == "9");
-  CHECK_THAT(file_error([&] { (void)clprompt::load_mnist(dir / "fm", clprompt::Split::test); }),
+  CHECK_THAT(clprompt::test::error_message<clprompt::FileError>([&] { (void)clprompt::load_mnist(dir / "fm", clprompt::Split::test); }),
              Catch::Contains("t10k-images-idx3-ubyte") && Catch::Contains("not found"));
 }
 
 TEST_CASE("broken IDX files throw FileError naming the file", "[data][idx]") {
-  TempDir dir;
+  clprompt::test::TempDir dir;
   const Bytes images = idx_images(10, 4, 4);
   const Bytes gz = clprompt::detail::gzip_compress(images);
   const std::vector<uint8_t> ten(10, 1);
@@ -201,7 +169,7 @@ TEST_CASE("broken IDX files throw FileError naming the file", "[data][idx]") {
   write_file(dir / "bad-labels", idx_labels({0, 1, 2, 3, 4, 5, 6, 7, 8, 10}));
 
   auto read = [&](const std::string& i, const std::string& l) {
-    return file_error([&] { (void)clprompt::read_idx(dir / i, dir / l, clprompt::fashion_mnist_class_names()); });
+    return clprompt::test::error_message<clprompt::FileError>([&] { (void)clprompt::read_idx(dir / i, dir / l, clprompt::fashion_mnist_class_names()); });
   };
   CHECK(read("images", "labels") == "no error");
   CHECK_THAT(read("missing", "labels"), Catch::StartsWith(dir / "missing") && Catch::Contains("not found"));
@@ -220,12 +188,12 @@ TEST_CASE("broken IDX files throw FileError naming the file", "[data][idx]") {
                  Catch::Contains("has 10 images"));
   CHECK_THAT(read("images", "bad-labels"),
              Catch::StartsWith(dir / "bad-labels") && Catch::Contains("label 10 at index 9 is outside [0, 10)"));
-  CHECK_THAT(file_error([&] { (void)clprompt::load_fashion_mnist(dir / "nowhere", clprompt::Split::train); }),
+  CHECK_THAT(clprompt::test::error_message<clprompt::FileError>([&] { (void)clprompt::load_fashion_mnist(dir / "nowhere", clprompt::Split::train); }),
              Catch::Contains("nowhere") && Catch::Contains("not found"));
 }
 
 TEST_CASE("CIFAR-100 binary files read exactly, with fine or coarse labels", "[data][cifar]") {
-  TempDir dir;
+  clprompt::test::TempDir dir;
   Bytes train, test;
   const std::vector<std::pair<uint8_t, uint8_t>> train_labels{{3, 99}, {19, 0}, {0, 42}};
   for (int64_t i = 0; i < 3; ++i)
@@ -257,24 +225,24 @@ TEST_CASE("CIFAR-100 binary files read exactly, with fine or coarse labels", "[d
         "7");
 
   write_file(dir / "short.bin", truncate(train, 3074 * 2 + 100));
-  CHECK_THAT(file_error([&] { (void)clprompt::read_cifar100_binary(dir / "short.bin"); }),
+  CHECK_THAT(clprompt::test::error_message<clprompt::FileError>([&] { (void)clprompt::read_cifar100_binary(dir / "short.bin"); }),
              Catch::StartsWith(dir / "short.bin") && Catch::Contains("3074-byte records"));
   Bytes bad;
   append_cifar_record(bad, {0, 100}, 0);
   write_file(dir / "bad.bin", bad);
-  CHECK_THAT(file_error([&] { (void)clprompt::read_cifar100_binary(dir / "bad.bin"); }),
+  CHECK_THAT(clprompt::test::error_message<clprompt::FileError>([&] { (void)clprompt::read_cifar100_binary(dir / "bad.bin"); }),
              Catch::StartsWith(dir / "bad.bin") && Catch::Contains("label 100"));
-  CHECK_THAT(file_error([&] { (void)clprompt::read_cifar100_binary(dir / "coarse-bad.bin"); }),
+  CHECK_THAT(clprompt::test::error_message<clprompt::FileError>([&] { (void)clprompt::read_cifar100_binary(dir / "coarse-bad.bin"); }),
              Catch::Contains("not found"));
   write_file(dir / "short/train.bin", Bytes{});
-  CHECK_THAT(file_error([&] { (void)clprompt::load_cifar100(dir / "short", clprompt::Split::train); }),
+  CHECK_THAT(clprompt::test::error_message<clprompt::FileError>([&] { (void)clprompt::load_cifar100(dir / "short", clprompt::Split::train); }),
              Catch::Contains("train.bin") && Catch::Contains("empty"));
-  CHECK_THAT(file_error([&] { (void)clprompt::load_cifar100(dir / "short", clprompt::Split::test); }),
+  CHECK_THAT(clprompt::test::error_message<clprompt::FileError>([&] { (void)clprompt::load_cifar100(dir / "short", clprompt::Split::test); }),
              Catch::Contains("test.bin") && Catch::Contains("not found"));
 }
 
 TEST_CASE("CIFAR-10 binary batches concatenate in order", "[data][cifar]") {
-  TempDir dir;
+  clprompt::test::TempDir dir;
   int64_t record = 0;
   for (int b = 1; b <= 5; ++b) {
     Bytes batch;
@@ -299,15 +267,15 @@ TEST_CASE("CIFAR-10 binary batches concatenate in order", "[data][cifar]") {
   check_cifar_pixels(t.all_images(), 0, 77);
 
   fs::remove(dir / "data_batch_3.bin");
-  CHECK_THAT(file_error([&] { (void)clprompt::load_cifar10(dir.str(), clprompt::Split::train); }),
+  CHECK_THAT(clprompt::test::error_message<clprompt::FileError>([&] { (void)clprompt::load_cifar10(dir.str(), clprompt::Split::train); }),
              Catch::Contains("data_batch_3.bin") && Catch::Contains("not found"));
   write_file(dir / "data_batch_3.bin", truncate(test, 3000));
-  CHECK_THAT(file_error([&] { (void)clprompt::load_cifar10(dir.str(), clprompt::Split::train); }),
+  CHECK_THAT(clprompt::test::error_message<clprompt::FileError>([&] { (void)clprompt::load_cifar10(dir.str(), clprompt::Split::train); }),
              Catch::StartsWith(dir / "data_batch_3.bin") && Catch::Contains("3073-byte records"));
 }
 
 TEST_CASE("image folders decode PNG and JPEG per class folder", "[data][image_folder]") {
-  TempDir dir;
+  clprompt::test::TempDir dir;
   // Class folders sort to class ids: "a_dog" = 0, "b_cat" = 1; nested folders are included.
   const Bytes p0 = rgb_image(6, 5, 0), p1 = rgb_image(6, 5, 9), j0 = rgb_image(6, 5, 20);
   write_png(dir / "same/b_cat/x.png", 6, 5, 3, p0);
@@ -350,22 +318,22 @@ TEST_CASE("image folders decode PNG and JPEG per class folder", "[data][image_fo
   CHECK(loaded == 4);
   const clprompt::ImageFolderDataset kept(dir / "mixed", {.decode_size = 0});
   CHECK(kept.images({0}).sizes() == at::IntArrayRef{1, 3, 10, 12});
-  CHECK_THAT(file_error([&] { (void)kept.images({0, 1}); }),
+  CHECK_THAT(clprompt::test::error_message<clprompt::FileError>([&] { (void)kept.images({0, 1}); }),
              Catch::StartsWith(dir / "mixed/c1/flat.png") && Catch::Contains("is 3x4"));
 
   // Broken inputs.
   write_file(dir / "broken/c0/bad.jpg", Bytes{0xff, 0xd8, 0xff, 0x00, 1, 2, 3});
   const clprompt::ImageFolderDataset broken(dir / "broken", {.decode_size = 8});
-  CHECK_THAT(file_error([&] { (void)broken.images({0}); }),
+  CHECK_THAT(clprompt::test::error_message<clprompt::FileError>([&] { (void)broken.images({0}); }),
              Catch::StartsWith(dir / "broken/c0/bad.jpg") && Catch::Contains("cannot decode image"));
   fs::create_directories(dir / "empty/c0");
   write_png(dir / "empty/c1/a.png", 2, 2, 3, Bytes(12, 1));
-  CHECK_THAT(file_error([&] { (void)clprompt::ImageFolderDataset(dir / "empty"); }),
+  CHECK_THAT(clprompt::test::error_message<clprompt::FileError>([&] { (void)clprompt::ImageFolderDataset(dir / "empty"); }),
              Catch::StartsWith(dir / "empty/c0") && Catch::Contains("no images"));
-  CHECK_THAT(file_error([&] { (void)clprompt::ImageFolderDataset(dir / "nowhere"); }),
+  CHECK_THAT(clprompt::test::error_message<clprompt::FileError>([&] { (void)clprompt::ImageFolderDataset(dir / "nowhere"); }),
              Catch::StartsWith(dir / "nowhere") && Catch::Contains("not found"));
   fs::create_directories(dir / "flat");
-  CHECK_THAT(file_error([&] { (void)clprompt::ImageFolderDataset(dir / "flat"); }),
+  CHECK_THAT(clprompt::test::error_message<clprompt::FileError>([&] { (void)clprompt::ImageFolderDataset(dir / "flat"); }),
              Catch::Contains("no class sub-folders"));
   CHECK_THROWS_AS(clprompt::ImageFolderDataset(dir / "same", {.decode_size = -1}), clprompt::ConfigError);
   CHECK_THROWS_AS(same.images({3}), clprompt::ShapeError);

@@ -9,6 +9,7 @@
 #include "clprompt/data/loader.hpp"
 #include "clprompt/data/scenario.hpp"
 #include "clprompt/data/transforms.hpp"
+#include "test_util.hpp"
 
 // Last: glog (pulled in by ATen) defines its own CHECK, which must not replace Catch's.
 #include <catch2/catch.hpp>
@@ -23,16 +24,6 @@ std::shared_ptr<clprompt::TensorDataset> numbered_dataset(int64_t classes, int64
   at::Tensor images = (at::arange(n, at::kLong) % 256).to(at::kByte).view({n, 1, 1, 1}).expand({n, 1, 2, 2}).contiguous();
   at::Tensor labels = at::arange(n, at::kLong) % classes;
   return std::make_shared<clprompt::TensorDataset>(images, labels);
-}
-
-template <class F>
-std::string config_error(F&& f) {
-  try {
-    f();
-  } catch (const clprompt::ConfigError& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 // A dataset whose image 13 cannot be decoded.
@@ -145,7 +136,7 @@ TEST_CASE("scenario options that do not fit throw ConfigError naming the field",
   const auto train = numbered_dataset(10, 2);
   const auto test = numbered_dataset(10, 1);
   auto make = [&](clprompt::ScenarioOptions o, uint64_t seed = 1) {
-    return config_error([&] { (void)clprompt::Scenario(train, test, o, seed, "data.scenario"); });
+    return clprompt::test::error_message<clprompt::ConfigError>([&] { (void)clprompt::Scenario(train, test, o, seed, "data.scenario"); });
   };
   CHECK_THAT(make({.num_tasks = 3}), Catch::Contains("'data.scenario.num_tasks'") && Catch::Contains("10 classes"));
   CHECK_THAT(make({.num_tasks = 0}), Catch::Contains("'data.scenario.num_tasks'"));
@@ -155,7 +146,7 @@ TEST_CASE("scenario options that do not fit throw ConfigError naming the field",
              Catch::Contains("'data.scenario.class_order[9]'") && Catch::Contains("repeated"));
   CHECK_THAT(make({.num_tasks = 2}, uint64_t{1} << 32), Catch::Contains("'seed'"));
   CHECK_THAT(make({.train_per_class = -1}), Catch::Contains("'data.scenario.train_per_class'"));
-  CHECK_THAT(config_error([] {
+  CHECK_THAT(clprompt::test::error_message<clprompt::ConfigError>([] {
                (void)clprompt::options_from_json<clprompt::ScenarioOptions>(
                    clprompt::Json::parse(R"({"num_tasks": 10, "test_per_class": -2})"), "scenario");
              }),

@@ -29,16 +29,6 @@ std::shared_ptr<TensorDataset> texture_classes(int64_t classes, int64_t per_clas
   return std::make_shared<TensorDataset>(images, labels);
 }
 
-ViTOptions tiny_vit() {
-  ViTOptions o;
-  o.image_size = 8;
-  o.patch_size = 4;
-  o.embed_dim = 16;
-  o.depth = 1;
-  o.num_heads = 2;
-  return o;
-}
-
 // A head whose loss is NaN, to check that divergence is caught and named.
 struct NanHead : LinearHead {
   using LinearHead::LinearHead;
@@ -74,7 +64,7 @@ TEST_CASE("the learner runs a scenario task by task and is reproducible", "[lear
   auto run_once = [&] {
     seed_everything(7);
     Scenario scenario(train, test, so, 7);
-    auto model = make_linear_model(std::make_shared<VisionTransformer>(tiny_vit()), {}, false);
+    auto model = make_linear_model(std::make_shared<VisionTransformer>(test::tiny_vit(1)), {}, false);
     Learner<FineTune> learner(*model, scenario, tr, to, 7);
     LearnerHooks hooks;
     hooks.log = nullptr;
@@ -105,7 +95,7 @@ TEST_CASE("a NaN loss stops training with a named error", "[learn][learner]") {
   ScenarioOptions so;
   so.num_tasks = 1;
   Scenario scenario(train, test, so, 1);
-  auto vit = std::make_shared<VisionTransformer>(tiny_vit());
+  auto vit = std::make_shared<VisionTransformer>(test::tiny_vit(1));
   ContinualModel<VisionTransformer, NoPrompts, NanHead> model(vit, std::make_shared<NoPrompts>(),
                                                               std::make_shared<NanHead>(LinearHeadOptions{}, dims_of(*vit)));
   Learner<decltype(model)> learner(model, scenario, TrainOptions{}, TransformOptions{}, 1);
@@ -158,7 +148,7 @@ TEST_CASE("run_experiment writes results, plot and checkpoint from IDX files", "
   write_idx("t10k", *texture_classes(10, 3, 2));
 
   Json overrides{{"data", {{"root", dir.path().string()}}},
-                 {"backbone", write_options(tiny_vit())},
+                 {"backbone", write_options(test::tiny_vit(1))},
                  {"scenario", {{"train_per_class", 0}}},
                  {"train", {{"batch_size", 8}}},
                  {"transform", {{"horizontal_flip", false}}}};
@@ -175,7 +165,7 @@ TEST_CASE("run_experiment writes results, plot and checkpoint from IDX files", "
   CHECK(j.at("accuracy_matrix").size() == 5);
   CHECK(j.at("notes").at(0).get<std::string>().find("randomly initialised") != std::string::npos);
   CHECK(std::filesystem::file_size(dir.file("out/accuracy.svg")) > 500);
-  auto restored = make_linear_model(std::make_shared<VisionTransformer>(tiny_vit()), {}, true);
+  auto restored = make_linear_model(std::make_shared<VisionTransformer>(test::tiny_vit(1)), {}, true);
   CHECK(restored->load(dir.file("out/model.safetensors")).at("clprompt.method") == "finetune");
   CHECK(restored->tasks_started() == 5);
 

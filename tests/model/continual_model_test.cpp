@@ -9,16 +9,6 @@ using namespace clprompt;
 
 namespace {
 
-ViTOptions tiny_vit() {
-  ViTOptions o;
-  o.image_size = 8;
-  o.patch_size = 4;
-  o.embed_dim = 16;
-  o.depth = 2;
-  o.num_heads = 2;
-  return o;
-}
-
 // A user-written selector: one learned prompt per task, prepended at the input; at evaluation
 // (no task identity) the prompts of all seen tasks are averaged. It satisfies the contract with
 // nothing but the members it needs.
@@ -94,7 +84,7 @@ TaskContext task_ctx(int64_t t, bool training = true) {
 
 TEST_CASE("LinearHead grows per task and masks other tasks' logits in training", "[model][head]") {
   at::manual_seed(0);
-  auto model = make_linear_model(std::make_shared<VisionTransformer>(tiny_vit()), {}, /*train_backbone=*/false);
+  auto model = make_linear_model(std::make_shared<VisionTransformer>(test::tiny_vit()), {}, /*train_backbone=*/false);
   auto x = at::randn({4, 3, 8, 8});
   model->begin_task(task_ctx(0));
   CHECK(model->forward(x, task_ctx(0)).logits.sizes() == at::IntArrayRef({4, 2}));
@@ -119,7 +109,7 @@ TEST_CASE("LinearHead grows per task and masks other tasks' logits in training",
 }
 
 TEST_CASE("parameter groups follow the learning roles", "[model]") {
-  auto vit = std::make_shared<VisionTransformer>(tiny_vit());
+  auto vit = std::make_shared<VisionTransformer>(test::tiny_vit());
   const int64_t backbone_elements = [&] {
     int64_t n = 0;
     for (auto& p : vit->parameters()) n += p.numel();
@@ -133,7 +123,7 @@ TEST_CASE("parameter groups follow the learning roles", "[model]") {
   CHECK(g.slow.empty());
   for (auto& p : vit->parameters()) CHECK_FALSE(p.requires_grad());
 
-  auto slow = std::make_shared<FineTune>(std::make_shared<VisionTransformer>(tiny_vit()), std::make_shared<NoPrompts>(),
+  auto slow = std::make_shared<FineTune>(std::make_shared<VisionTransformer>(test::tiny_vit()), std::make_shared<NoPrompts>(),
                                          std::make_shared<LinearHead>(LinearHeadOptions{}, BackboneDims{16, 2, 2}),
                                          ParameterRoles{LearningRole::slow, LearningRole::normal, LearningRole::normal});
   slow->begin_task(task_ctx(0));
@@ -142,7 +132,7 @@ TEST_CASE("parameter groups follow the learning roles", "[model]") {
 
 TEST_CASE("a user-written selector and head compose into a ContinualModel", "[model][policy]") {
   at::manual_seed(1);
-  auto vit = std::make_shared<VisionTransformer>(tiny_vit());
+  auto vit = std::make_shared<VisionTransformer>(test::tiny_vit());
   ContinualModel<VisionTransformer, PerTaskPrompt, LinearHead> model(
       vit, std::make_shared<PerTaskPrompt>(3, 16), std::make_shared<LinearHead>(LinearHeadOptions{}, dims_of(*vit)));
   model.begin_task(task_ctx(0));
@@ -161,7 +151,7 @@ TEST_CASE("a user-written selector and head compose into a ContinualModel", "[mo
 TEST_CASE("checkpoints round-trip grown models and reject mismatches by name", "[model][checkpoint]") {
   test::TempDir dir;
   at::manual_seed(2);
-  auto model = make_linear_model(std::make_shared<VisionTransformer>(tiny_vit()), {}, true);
+  auto model = make_linear_model(std::make_shared<VisionTransformer>(test::tiny_vit()), {}, true);
   for (int64_t t = 0; t < 2; ++t) {
     model->begin_task(task_ctx(t));
     model->end_task();
@@ -170,7 +160,7 @@ TEST_CASE("checkpoints round-trip grown models and reject mismatches by name", "
   model->save(path, {{"note", "test"}});
   auto x = at::randn({5, 3, 8, 8});
 
-  auto restored = make_linear_model(std::make_shared<VisionTransformer>(tiny_vit()), {}, true);
+  auto restored = make_linear_model(std::make_shared<VisionTransformer>(test::tiny_vit()), {}, true);
   auto meta = restored->load(path);
   CHECK(meta.at("note") == "test");
   CHECK(restored->tasks_started() == 2);
@@ -179,7 +169,7 @@ TEST_CASE("checkpoints round-trip grown models and reject mismatches by name", "
   CHECK(at::equal(model->forward(x, task_ctx(1, false)).logits, restored->forward(x, task_ctx(1, false)).logits));
 
   SECTION("a different architecture lists the mis-shaped tensors") {
-    auto o = tiny_vit();
+    auto o = test::tiny_vit();
     o.embed_dim = 8;
     auto other = make_linear_model(std::make_shared<VisionTransformer>(o), {}, true);
     CHECK_THROWS_WITH(other->load(path), Catch::Contains(path) && Catch::Contains("backbone.pos_embed"));
@@ -187,7 +177,7 @@ TEST_CASE("checkpoints round-trip grown models and reject mismatches by name", "
   SECTION("a file that is not a clprompt checkpoint is named as such") {
     const auto other = dir.file("weights.safetensors");
     write_safetensors(other, {{"pos_embed", at::zeros({1})}});
-    auto fresh = make_linear_model(std::make_shared<VisionTransformer>(tiny_vit()), {}, true);
+    auto fresh = make_linear_model(std::make_shared<VisionTransformer>(test::tiny_vit()), {}, true);
     CHECK_THROWS_WITH(fresh->load(other), Catch::Contains(other) && Catch::Contains("not a clprompt model checkpoint"));
   }
   SECTION("loading into a model that has started learning is refused") {
