@@ -95,6 +95,7 @@ void write_outputs(const std::string& directory, const Results& results) {
 template <class Model>
 Results run_model(Model& model, const RunConfig& config, const Scenario& scenario, Results prefix,
                   const ExperimentOutput& output) {
+  model.to(resolve_device(config.device));
   Learner<Model> learner(model, scenario, config.train, config.transform, static_cast<uint64_t>(config.seed));
   LearnerHooks hooks = output.hooks;
   auto fill = [&](Results r) {

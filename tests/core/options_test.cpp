@@ -1,3 +1,4 @@
+#include "clprompt/core/device.hpp"
 #include "clprompt/core/options.hpp"
 #include "clprompt/core/threads.hpp"
 
@@ -74,4 +75,11 @@ TEST_CASE("thread count honours the request, then OMP_NUM_THREADS", "[core][thre
   ::setenv("OMP_NUM_THREADS", "2", 1);
   CHECK(clprompt::configure_threads() == 2);
   CHECK(at::get_num_threads() == 2);
+}
+
+TEST_CASE("devices resolve by name and unknown or unavailable ones name the field", "[core][device]") {
+  CHECK(clprompt::resolve_device("cpu").is_cpu());
+  CHECK((clprompt::resolve_device("auto").is_cpu() || at::hasCUDA()));
+  CHECK_THROWS_WITH(clprompt::resolve_device("tpu", "run.device"), Catch::Contains("'run.device'") && Catch::Contains("tpu"));
+  if (!at::hasCUDA()) CHECK_THROWS_WITH(clprompt::resolve_device("cuda:0"), Catch::Contains("without CUDA"));
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "clprompt/backbone/vit.hpp"
+#include "clprompt/core/device.hpp"
 #include "clprompt/core/options.hpp"
 #include "clprompt/data/image_folder.hpp"
 #include "clprompt/data/scenario.hpp"
@@ -43,6 +44,7 @@ struct RunConfig {
   std::string method = "finetune";
   int64_t seed = 1993;   ///< fixes class order, initialisation, subsampling and data order
   int64_t threads = 0;   ///< 0: $OMP_NUM_THREADS, else all cores
+  std::string device = "auto";  ///< cpu, cuda, cuda:N, auto (CUDA if this LibTorch has it)
   DataOptions data;
   ScenarioOptions scenario;
   TransformOptions transform;
@@ -56,7 +58,8 @@ struct RunConfig {
 
   static constexpr auto fields() {
     return std::tuple{field("method", &RunConfig::method), field("seed", &RunConfig::seed),
-                      field("threads", &RunConfig::threads), field("data", &RunConfig::data),
+                      field("threads", &RunConfig::threads), field("device", &RunConfig::device),
+                      field("data", &RunConfig::data),
                       field("scenario", &RunConfig::scenario), field("transform", &RunConfig::transform),
                       field("backbone", &RunConfig::backbone), field("pretrained", &RunConfig::pretrained),
                       field("train", &RunConfig::train), field("method_options", &RunConfig::method_options),
@@ -66,6 +69,7 @@ struct RunConfig {
     require_option(seed >= 0, path, "seed", "must be >= 0");
     require_option(threads >= 0, path, "threads", "must be >= 0 (0 = all cores)");
     require_option(method_options.is_object(), path, "method_options", "must be an object");
+    (void)resolve_device(device, path.empty() ? "device" : path + ".device");
   }
 };
 

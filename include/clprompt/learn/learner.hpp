@@ -39,6 +39,11 @@ class Learner {
   Learner(Model& model, const Scenario& scenario, TrainOptions train, TransformOptions transform, uint64_t seed)
       : model_(model), scenario_(scenario), train_(std::move(train)), transform_(std::move(transform)), seed_(seed) {
     train_.validate("train");
+    // Batches go where the model is (model.to(device) before constructing the learner).
+    for (const auto& p : model_.parameters()) {
+      device_ = p.device();
+      break;
+    }
     for (int64_t t = 0; t < scenario_.num_tasks(); ++t) classes_per_task_.push_back(scenario_.task(t).num_classes());
   }
 
@@ -87,8 +92,8 @@ class Learner {
                   /*train=*/false, seed_);
     int64_t correct = 0, total = 0;
     for (const Batch& batch : loader.epoch(0)) {
-      auto predicted = model_.predict(batch.images);
-      correct += predicted.eq(batch.labels).sum().template item<int64_t>();
+      auto predicted = model_.predict(batch.images.to(device_));
+      correct += predicted.eq(batch.labels.to(device_)).sum().template item<int64_t>();
       total += batch.labels.size(0);
     }
     correct_out += correct;
@@ -115,8 +120,8 @@ class Learner {
       double loss_sum = 0;
       int64_t batches = 0, b = 0;
       for (const Batch& batch : loader.epoch(epoch)) {
-        auto output = model_.forward(batch.images, ctx);
-        auto loss = model_.loss(output, batch.labels, ctx);
+        auto output = model_.forward(batch.images.to(device_), ctx);
+        auto loss = model_.loss(output, batch.labels.to(device_), ctx);
         const double value = loss.template item<double>();
         if (!std::isfinite(value))
           throw NumericError(fmt::format("training diverged: loss is {} at task {}, epoch {}, batch {} (lr {}); "
@@ -155,6 +160,7 @@ class Learner {
   TrainOptions train_;
   TransformOptions transform_;
   uint64_t seed_;
+  c10::Device device_{c10::kCPU};
   std::vector<int64_t> classes_per_task_;
 };
 

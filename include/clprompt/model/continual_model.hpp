@@ -74,7 +74,13 @@ class ContinualModel : public torch::nn::Module {
     context_ = ctx;
     if constexpr (detail::SelectorHasBeginTask<S>) selector_->begin_task(ctx);
     head_->begin_task(ctx);
-    apply_roles();  // parameters created just now follow their part's role
+    // Parameters created just now live where the rest of the model is, and follow their part's role.
+    for (const auto& p : backbone_->parameters()) {
+      selector_->to(p.device());
+      head_->to(p.device());
+      break;
+    }
+    apply_roles();
   }
 
   /// Leaves the current task: selectors freeze components, heads may consolidate.

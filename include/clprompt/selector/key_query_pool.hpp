@@ -1,0 +1,207 @@
+#pragma once
+// KeyQueryPool: L2P (Wang et al., CVPR'22, "Learning to Prompt for Continual Learning"), as
+// JH-LEE-KR/l2p-pytorch (prompt.py, vision_transformer.py, configs/cifar100_l2p.py) does it:
+// a pool of M prompts with a key each; the frozen backbone's query picks the top-k keys by
+// cosine similarity; the k selected prompts (k * length tokens) are inserted after [CLS]
+// (prompt tuning) and the classifier reads the mean of their outputs. The selected keys are
+// pulled towards the query (pull constraint, coefficient 0.1).
+//
+// `Options::l2p_plus_plus()` is L2P++ of GT-RIPL/CODA-Prompt (models/zoo.py class L2P): the same
+// selection, but prefix tuning at layer 0 with pool 30, length 20, [CLS] readout.
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+#include "clprompt/backbone/concepts.hpp"
+#include "clprompt/backbone/prompts.hpp"
+#include "clprompt/core/error.hpp"
+#include "clprompt/core/options.hpp"
+#include "clprompt/selector/concepts.hpp"
+#include "clprompt/selector/prompt_pool.hpp"
+
+namespace clprompt {
+
+/// Where the selected prompts go.
+enum class PromptInjection {
+  prompt_tuning,  ///< tokens inserted after [CLS] at the input (L2P)
+  prefix_tuning,  ///< key/value prefixes at `prefix_layers` (L2P++ of the CODA-Prompt repo)
+};
+constexpr auto enum_names(PromptInjection) {
+  return std::array{std::pair{PromptInjection::prompt_tuning, "prompt_tuning"},
+                    std::pair{PromptInjection::prefix_tuning, "prefix_tuning"}};
+}
+
+struct KeyQueryPoolOptions {
+  int64_t pool_size = 10;         ///< M prompts (and keys) in the pool
+  int64_t length = 5;             ///< tokens per prompt
+  int64_t top_k = 5;              ///< prompts selected per sample
+  double pull_coefficient = 0.1;  ///< weight of the pull constraint (l2p: pull_constraint_coeff)
+  /// Batch-wise selection while training: every sample uses the top_k prompts most often in the
+  /// per-sample top-k over the batch (l2p-pytorch batchwise_prompt, on in its configs).
+  bool batchwise_train = true;
+  /// Batch-wise selection at evaluation. l2p-pytorch keeps it on at evaluation too, which makes a
+  /// test sample's prediction depend on the other samples of its batch (it leaks batch
+  /// statistics, e.g. that a test batch holds one task); off by default, on to reproduce it.
+  bool batchwise_eval = false;
+  /// l2p-pytorch use_prompt_mask: while training task t, every sample uses prompts
+  /// [t * top_k, (t + 1) * top_k) (needs pool_size >= num_tasks * top_k); evaluation selects
+  /// from the whole pool.
+  bool prompt_mask_by_task = false;
+  double init_low = -1.0;  ///< prompts and keys start uniform(init_low, init_high) (l2p: -1, 1)
+  double init_high = 1.0;
+  PromptInjection injection = PromptInjection::prompt_tuning;
+  std::vector<int64_t> prefix_layers = {0};        ///< layers that get prefixes (prefix_tuning only)
+  PrefixStyle prefix_style = PrefixStyle::halves;  ///< (prefix_tuning only)
+  /// prompt_mean: mean of the outputs at the prompt tokens (L2P's "prompt" head; needs
+  /// prompt_tuning); class_token: the [CLS] output.
+  Readout readout = Readout::prompt_mean;
+
+  /// L2P++ as GT-RIPL/CODA-Prompt re-implements it (configs prompt_param [30, 20, -1]): prefix
+  /// tuning at layer 0 only, pool 30, length 20 split in key/value halves, top-5, [CLS] readout,
+  /// uniform(0, 1) init (its tensor_prompt), no batch-wise selection.
+  static KeyQueryPoolOptions l2p_plus_plus() {
+    KeyQueryPoolOptions o;
+    o.pool_size = 30;
+    o.length = 20;
+    o.top_k = 5;
+    o.batchwise_train = false;
+    o.init_low = 0.0;
+    o.init_high = 1.0;
+    o.injection = PromptInjection::prefix_tuning;
+    o.prefix_layers = {0};
+    o.prefix_style = PrefixStyle::halves;
+    o.readout = Readout::class_token;
+    return o;
+  }
+
+  static constexpr auto fields() {
+    using O = KeyQueryPoolOptions;
+    return std::tuple{field("pool_size", &O::pool_size),
+                      field("length", &O::length),
+                      field("top_k", &O::top_k),
+                      field("pull_coefficient", &O::pull_coefficient),
+                      field("batchwise_train", &O::batchwise_train),
+                      field("batchwise_eval", &O::batchwise_eval),
+                      field("prompt_mask_by_task", &O::prompt_mask_by_task),
+                      field("init_low", &O::init_low),
+                      field("init_high", &O::init_high),
+                      field("injection", &O::injection),
+                      field("prefix_layers", &O::prefix_layers),
+                      field("prefix_style", &O::prefix_style),
+                      field("readout", &O::readout)};
+  }
+
+  void validate(const std::string& path) const {
+    require_option(pool_size > 0, path, "pool_size", fmt::format("must be positive, got {}", pool_size));
+    require_option(length > 0, path, "length", fmt::format("must be positive, got {}", length));
+    require_option(top_k > 0 && top_k <= pool_size, path, "top_k",
+                   fmt::format("must be in [1, pool_size = {}], got {}", pool_size, top_k));
+    require_option(pull_coefficient >= 0, path, "pull_coefficient",
+                   fmt::format("must be non-negative, got {}", pull_coefficient));
+    require_option(init_low < init_high, path, "init_high",
+                   fmt::format("must be greater than init_low ({}), got {}", init_low, init_high));
+    if (injection == PromptInjection::prefix_tuning) {
+      require_option(!prefix_layers.empty(), path, "prefix_layers", "must name at least one layer for prefix_tuning");
+      detail::check_layers(prefix_layers, /*depth=*/0, detail::join_path(path, "prefix_layers"));
+      require_option(prefix_style != PrefixStyle::halves || length % 2 == 0, path, "length",
+                     fmt::format("must be even with prefix_style halves (key and value halves), got {}", length));
+    }
+    require_option(readout != Readout::prompt_mean || injection == PromptInjection::prompt_tuning, path, "readout",
+                   "prompt_mean reads the outputs at the input prompt tokens; it needs injection prompt_tuning");
+  }
+};
+
+class KeyQueryPool : public torch::nn::Module {
+ public:
+  using Options = KeyQueryPoolOptions;
+  static constexpr bool needs_query = true;  // keys are matched against the frozen backbone's [CLS]
+
+  /// State-dict names: "pool.keys" [pool_size, D]; "pool.prompts" [pool_size, length, D]
+  /// (prompt_tuning) or [pool_size, layers, length, D] / [pool_size, layers, 2, length, D]
+  /// (prefix_tuning, halves / key_value).
+  KeyQueryPool(const Options& options, const BackboneDims& dims) : options_(options), dim_(dims.dim) {
+    options_.validate("selector");
+    std::vector<int64_t> shape;
+    if (options_.injection == PromptInjection::prefix_tuning) {
+      detail::check_layers(options_.prefix_layers, dims.depth, "selector.prefix_layers");
+      shape = prefix_prompt_shape(options_.prefix_style, options_.length, dim_);
+      shape.insert(shape.begin(), static_cast<int64_t>(options_.prefix_layers.size()));
+    } else {
+      shape = {options_.length, dim_};
+    }
+    pool = register_module("pool", std::make_shared<PromptPool>(options_.pool_size, dim_, shape, options_.init_low,
+                                                                options_.init_high));
+  }
+
+  /// With prompt_mask_by_task, checks that the pool has the task's prompts.
+  void begin_task(const TaskContext& ctx) { check_task(ctx.task); }
+
+  /// The prompts of the batch; ctx.training picks the training behaviour (prompt mask,
+  /// batchwise_train) over the evaluation one (batchwise_eval).
+  Selection select(const at::Tensor& query, const TaskContext& ctx) {
+    const int64_t B = query.size(0), k = options_.top_k;
+    auto similarity = pool->similarity(query);  // checks query is [B, D]
+    at::Tensor indices = selected(similarity, ctx);
+
+    Selection out;
+    auto chosen = pool->gather(indices);  // [B, k, ...]
+    if (options_.injection == PromptInjection::prompt_tuning) {
+      out.prompts.input_tokens = chosen.reshape({B, k * options_.length, dim_});
+    } else {
+      for (std::size_t j = 0; j < options_.prefix_layers.size(); ++j) {
+        auto [key, value] = to_prefixes(chosen.select(2, static_cast<int64_t>(j)), options_.prefix_style);
+        out.prompts.add_prefix(options_.prefix_layers[j], key, value);
+      }
+    }
+    out.prompts.readout = options_.readout;
+    // The paper's pull constraint: each sample pulls the keys it used. GT-RIPL/CODA-Prompt's L2P++
+    // computes (1 - cos_sim[:, k_idx]).sum() with a [B, k] index, i.e. over all B x B x k
+    // (sample, other sample's key) pairs — a quirk we do not copy.
+    if (ctx.training && options_.pull_coefficient > 0)
+      out.aux_loss = options_.pull_coefficient * detail::pull_loss(similarity, indices);
+    return out;
+  }
+
+  /// The prompt indices [B, top_k] the selector uses for `query` under `ctx`.
+  at::Tensor select_indices(const at::Tensor& query, const TaskContext& ctx) {
+    at::NoGradGuard no_grad;
+    return selected(pool->similarity(query), ctx);
+  }
+
+  const Options& options() const { return options_; }
+  std::shared_ptr<PromptPool> pool;
+
+ private:
+  at::Tensor selected(const at::Tensor& similarity, const TaskContext& ctx) const {
+    const int64_t B = similarity.size(0), k = options_.top_k;
+    if (ctx.training && options_.prompt_mask_by_task) {
+      check_task(ctx.task);
+      return detail::task_indices(ctx.task, k, B, similarity.options());
+    }
+    auto indices = detail::top_k(similarity, k);
+    if (ctx.training ? options_.batchwise_train : options_.batchwise_eval)
+      indices = detail::batchwise_top_k(indices, options_.pool_size, k).unsqueeze(0).expand({B, k});
+    return indices;
+  }
+
+  void check_task(int64_t task) const {
+    // l2p-pytorch silently falls back to key-query selection when the mask runs past the pool;
+    // an explicit error is better than a method that changes behaviour at task pool_size / top_k.
+    if (options_.prompt_mask_by_task && (task + 1) * options_.top_k > options_.pool_size)
+      throw ConfigError("selector.pool_size",
+                        fmt::format("prompt_mask_by_task gives task {} prompts [{}, {}), but the pool has {}; "
+                                    "pool_size must be at least num_tasks * top_k",
+                                    task, task * options_.top_k, (task + 1) * options_.top_k, options_.pool_size));
+  }
+
+  Options options_;
+  int64_t dim_;
+};
+
+}  // namespace clprompt

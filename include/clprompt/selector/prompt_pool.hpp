@@ -1,0 +1,177 @@
+#pragma once
+// Building blocks shared by the key-query selectors (L2P's KeyQueryPool, DualPrompt):
+//   - PromptPool: M learnable keys [M, D] and M prompts [M, ...], both registered parameters;
+//   - cosine key-query matching with l2p-pytorch's normalisation x * rsqrt(max(|x|^2, 1e-12))
+//     (prompt.py `l2_normalize`), per-sample top-k and batch-wise top-k;
+//   - the pull constraint, mean over the batch of sum over the selected keys of (1 - cos(q_b, k));
+//   - prefix helpers that turn selected prompts into a layer's key/value prefixes in either of the
+//     two published conventions (PrefixStyle).
+#include <array>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+#include "clprompt/core/error.hpp"
+
+namespace clprompt {
+
+/// How a prefix-tuning prompt of length L becomes a layer's key and value prefixes.
+enum class PrefixStyle {
+  /// One [L, D] prompt; its first L/2 tokens are the key prefix, the last L/2 the value prefix
+  /// (GT-RIPL/CODA-Prompt models/zoo.py, also for its L2P++ and DualPrompt re-implementations).
+  halves,
+  /// Separate [L, D] key and value prompts, stored as [2, L, D]: each prefix has the full length L
+  /// (JH-LEE-KR/dualprompt-pytorch prompt.py, prompt shape (layers, 2, pool, length, heads, hd)).
+  key_value,
+};
+constexpr auto enum_names(PrefixStyle) {
+  return std::array{std::pair{PrefixStyle::halves, "halves"}, std::pair{PrefixStyle::key_value, "key_value"}};
+}
+
+/// Shape of one stored prefix prompt of `length` tokens: {length, dim} or {2, length, dim}.
+inline std::vector<int64_t> prefix_prompt_shape(PrefixStyle style, int64_t length, int64_t dim) {
+  return style == PrefixStyle::halves ? std::vector<int64_t>{length, dim} : std::vector<int64_t>{2, length, dim};
+}
+
+/// Tokens each of the key and value prefixes gets from one prompt of `length`.
+inline int64_t prefix_tokens(PrefixStyle style, int64_t length) {
+  return style == PrefixStyle::halves ? length / 2 : length;
+}
+
+/// Turns k prompts per sample into one layer's (key prefix, value prefix), each [B, k * Lp, D],
+/// the prompts concatenated along the token axis in selection order.
+///   halves:    prompts [B, k, L, D]    -> key = p[:, :, :L/2], value = p[:, :, L/2:]
+///   key_value: prompts [B, k, 2, L, D] -> key = p[:, :, 0],    value = p[:, :, 1]
+/// The halves split is per prompt, then concatenated (as CODA-Prompt's zoo.py does for L2P++'s
+/// top-5), not a split of the concatenation. For key_value this is what dualprompt-pytorch's
+/// prompt.py intends; its `prompt[:, :, idx].reshape(layers, B, dual, ...)` swaps the dual and
+/// batch axes without a permute (JH-LEE-KR/dualprompt-pytorch issue #8), which mixes the key and
+/// value prompts across samples when B > 1. We do not copy that.
+inline std::pair<at::Tensor, at::Tensor> to_prefixes(const at::Tensor& prompts, PrefixStyle style) {
+  if (style == PrefixStyle::halves) {
+    if (prompts.dim() != 4 || prompts.size(2) % 2 != 0)
+      throw ShapeError(fmt::format("to_prefixes(halves) expects prompts [B, k, L, D] with an even L, got {}",
+                                   prompts.sizes()));
+    const int64_t B = prompts.size(0), half = prompts.size(2) / 2, D = prompts.size(3);
+    return {prompts.narrow(2, 0, half).reshape({B, -1, D}), prompts.narrow(2, half, half).reshape({B, -1, D})};
+  }
+  if (prompts.dim() != 5 || prompts.size(2) != 2)
+    throw ShapeError(fmt::format("to_prefixes(key_value) expects prompts [B, k, 2, L, D], got {}", prompts.sizes()));
+  const int64_t B = prompts.size(0), D = prompts.size(4);
+  return {prompts.select(2, 0).reshape({B, -1, D}), prompts.select(2, 1).reshape({B, -1, D})};
+}
+
+namespace detail {
+
+/// l2p-pytorch's l2_normalize: x * rsqrt(max(sum(x^2), 1e-12)) along the last axis. Unlike
+/// F.normalize (x / max(|x|, eps)) it is what both JH-LEE-KR ports use for keys and queries.
+inline at::Tensor l2_normalize(const at::Tensor& x) {
+  return x * at::rsqrt(at::clamp_min(x.pow(2).sum(-1, /*keepdim=*/true), 1e-12));
+}
+
+/// Cosine similarities [B, M] between queries [B, D] and keys [M, D].
+inline at::Tensor cosine_similarity(const at::Tensor& query, const at::Tensor& keys) {
+  return at::matmul(l2_normalize(query), l2_normalize(keys).t());
+}
+
+/// Per-sample top-k: indices [B, k] of the k most similar keys, most similar first.
+inline at::Tensor top_k(const at::Tensor& similarity, int64_t k) {
+  return std::get<1>(at::topk(similarity, k, /*dim=*/1, /*largest=*/true, /*sorted=*/true));
+}
+
+/// Batch-wise top-k: the k prompts that occur most often in the per-sample top-k `indices` [B, k]
+/// over the batch, as [k] (most frequent first), to be used for every sample.
+/// Reference (l2p-pytorch / dualprompt-pytorch prompt.py): torch.unique(idx, return_counts=True,
+/// sorted=True) then torch.topk(counts, k). Candidates are the ids in ascending order; torch.topk
+/// does not document which of equal counts it returns (the JAX original's lax.top_k and
+/// jnp.unique return the lower index first). We make that explicit: ties go to the lower index.
+/// (The reference's padding of the unique ids with count 0 never matters: every row of `indices`
+/// holds k distinct ids, so at least k ids have a count >= 1.)
+inline at::Tensor batchwise_top_k(const at::Tensor& indices, int64_t pool_size, int64_t k) {
+  auto counts = at::bincount(indices.flatten(), /*weights=*/{}, pool_size);
+  // A stable sort keeps equal counts in ascending index order.
+  auto order = std::get<1>(at::sort(counts, /*stable=*/true, /*dim=*/0, /*descending=*/true));
+  return order.narrow(0, 0, k);
+}
+
+/// Pull constraint: mean over the batch of sum over j of (1 - similarity[b, indices[b, j]]).
+/// Equal, up to the constant k, to l2p-pytorch's -reduce_sim = -sum(q_hat * k_hat) / B, so it
+/// has the same gradient; each sample pulls only the keys it used.
+inline at::Tensor pull_loss(const at::Tensor& similarity, const at::Tensor& indices) {
+  return (1.0 - similarity.gather(1, indices)).sum(1).mean();
+}
+
+/// Rows [task * k, (task + 1) * k) for every sample: the prompts reserved for `task`
+/// (l2p-pytorch use_prompt_mask; dualprompt-pytorch's E-prompt of the task when k = 1).
+inline at::Tensor task_indices(int64_t task, int64_t k, int64_t batch, const at::TensorOptions& options) {
+  return at::arange(task * k, (task + 1) * k, options.dtype(at::kLong)).unsqueeze(0).expand({batch, k});
+}
+
+/// Throws ConfigError(field) unless every layer index is in [0, depth) and none repeats.
+inline void check_layers(const std::vector<int64_t>& layers, int64_t depth, const std::string& field) {
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    if (layers[i] < 0 || (depth > 0 && layers[i] >= depth))
+      throw ConfigError(fmt::format("{}[{}]", field, i),
+                        fmt::format("layer {} is outside the backbone's layers [0, {})", layers[i], depth));
+    for (std::size_t j = 0; j < i; ++j)
+      if (layers[j] == layers[i])
+        throw ConfigError(fmt::format("{}[{}]", field, i), fmt::format("layer {} is listed twice", layers[i]));
+  }
+}
+
+}  // namespace detail
+
+/// M learnable keys [M, key_dim] and prompts [M, prompt_shape...], initialised uniform(low, high)
+/// (l2p-pytorch / dualprompt-pytorch: uniform(-1, 1) for both; CODA-Prompt's repo: uniform(0, 1)).
+/// State-dict names: "keys", "prompts".
+class PromptPool : public torch::nn::Module {
+ public:
+  PromptPool(int64_t pool_size, int64_t key_dim, std::vector<int64_t> prompt_shape, double init_low = -1.0,
+             double init_high = 1.0)
+      : pool_size_(pool_size), key_dim_(key_dim) {
+    if (pool_size <= 0 || key_dim <= 0)
+      throw ShapeError(fmt::format("PromptPool needs a positive pool size and key dim, got {} and {}", pool_size, key_dim));
+    std::vector<int64_t> shape{pool_size};
+    shape.insert(shape.end(), prompt_shape.begin(), prompt_shape.end());
+    at::Tensor k = at::empty({pool_size, key_dim});
+    at::Tensor p = at::empty(shape);
+    {
+      at::NoGradGuard no_grad;
+      k.uniform_(init_low, init_high);
+      p.uniform_(init_low, init_high);
+    }
+    keys = register_parameter("keys", k);
+    prompts = register_parameter("prompts", p);
+  }
+
+  int64_t pool_size() const { return pool_size_; }
+  int64_t key_dim() const { return key_dim_; }
+
+  /// Cosine similarities [B, M] of queries [B, key_dim] to every key.
+  at::Tensor similarity(const at::Tensor& query) const {
+    if (query.dim() != 2 || query.size(1) != key_dim_)
+      throw ShapeError(fmt::format("PromptPool expects queries [B, {}] ([batch, key_dim]), got {}", key_dim_,
+                                   query.sizes()));
+    return detail::cosine_similarity(query, keys);
+  }
+
+  /// The prompts of `indices` [B, k]: [B, k, prompt_shape...]. Rows not selected get no gradient.
+  at::Tensor gather(const at::Tensor& indices) const {
+    if (indices.dim() != 2)
+      throw ShapeError(fmt::format("PromptPool::gather expects indices [B, k], got {}", indices.sizes()));
+    std::vector<int64_t> shape{indices.size(0), indices.size(1)};
+    for (int64_t d = 1; d < prompts.dim(); ++d) shape.push_back(prompts.size(d));
+    return prompts.index_select(0, indices.flatten()).view(shape);
+  }
+
+  at::Tensor keys, prompts;
+
+ private:
+  int64_t pool_size_, key_dim_;
+};
+
+}  // namespace clprompt
