@@ -16,10 +16,16 @@
 #include "clprompt/io/svg_plot.hpp"
 #include "clprompt/learn/experiment.hpp"
 #include "clprompt/methods/baselines.hpp"
+#include "clprompt/methods/coda_prompt.hpp"
+#include "clprompt/methods/dualprompt.hpp"
+#include "clprompt/methods/l2p.hpp"
 
 namespace clprompt {
 
 template class ContinualModel<VisionTransformer, NoPrompts, LinearHead>;
+template class ContinualModel<VisionTransformer, KeyQueryPool, LinearHead>;
+template class ContinualModel<VisionTransformer, DualPrompt, LinearHead>;
+template class ContinualModel<VisionTransformer, AttentionDecomposed, LinearHead>;
 
 namespace {
 
@@ -46,10 +52,24 @@ RunConfig embedded_default() {
   return c;
 }
 
+/// The published recipe of a method, scaled to the embedded default: one epoch per task and
+/// batch 64 instead of 5-20 epochs and batches of 16-128, with the learning rate scaled as the
+/// reference scales it (linearly with the batch for L2P and DualPrompt; CODA-Prompt's is fixed).
+TrainOptions scaled_recipe(TrainOptions published, bool scale_lr_with_batch) {
+  const int64_t batch = 64;
+  if (scale_lr_with_batch) published.lr *= static_cast<double>(batch) / static_cast<double>(published.batch_size);
+  published.batch_size = batch;
+  published.epochs = 1;
+  return published;
+}
+
 const std::map<std::string, std::string>& method_table() {
   static const std::map<std::string, std::string> table{
       {"finetune", "sequential fine-tuning of the whole ViT and a linear head (lower bound)"},
       {"linear-probe", "frozen ViT, class-incremental linear head"},
+      {"l2p", "L2P (CVPR'22): key-query prompt pool, top-k prompts prepended to the input"},
+      {"dualprompt", "DualPrompt (ECCV'22): G-prompt + task-keyed E-prompts, prefix tuning"},
+      {"coda-prompt", "CODA-Prompt (CVPR'23): attention-weighted prompt components, prefix tuning"},
   };
   return table;
 }
@@ -140,6 +160,17 @@ RunConfig default_config(const std::string& method) {
     c.train.lr = 1e-3;
   } else if (method == "linear-probe") {
     c.train.lr = 1e-2;
+  } else if (method == "l2p") {
+    c.train = scaled_recipe(l2p_train_options(), /*scale_lr_with_batch=*/true);
+    c.method_options = Json{{"selector", write_options(KeyQueryPool::Options{})}};
+  } else if (method == "dualprompt") {
+    c.train = scaled_recipe(dualprompt_train_options(), true);
+    c.method_options = Json{{"selector", write_options(DualPrompt::Options{})}};
+  } else if (method == "coda-prompt") {
+    c.train = scaled_recipe(coda_prompt_train_options(), false);
+    auto selector = AttentionDecomposed::Options{};
+    selector.num_tasks = c.scenario.num_tasks;  // 100 components, 20 new per task
+    c.method_options = Json{{"selector", write_options(selector)}};
   }
   return c;
 }
@@ -207,10 +238,29 @@ Results run_experiment(const RunConfig& config, const ExperimentOutput& output) 
   if (output.hooks.log)
     for (const auto& note : prefix.notes) output.hooks.log("note: " + note);
 
+  const auto head = options_from_json<LinearHeadOptions>(
+      parse_section(config.method_options, "head", {"head", "selector"}), "method_options.head");
+  const auto selector_json = parse_section(config.method_options, "selector", {"head", "selector"});
+  auto selector = [&]<class Options>(Options options) {
+    read_options(selector_json, options, "method_options.selector");
+    return options;
+  };
   if (config.method == "finetune" || config.method == "linear-probe") {
-    auto head_json = parse_section(config.method_options, "head", {"head"});
-    auto head = options_from_json<LinearHeadOptions>(head_json, "method_options.head");
+    if (!selector_json.empty())
+      throw ConfigError("method_options.selector", config.method + " has no prompt selector");
     auto model = make_linear_model(backbone, head, /*train_backbone=*/config.method == "finetune");
+    return run_model(*model, config, scenario, prefix, output);
+  }
+  if (config.method == "l2p") {
+    auto model = make_l2p(backbone, selector(KeyQueryPool::Options{}), head);
+    return run_model(*model, config, scenario, prefix, output);
+  }
+  if (config.method == "dualprompt") {
+    auto model = make_dualprompt(backbone, selector(DualPrompt::Options{}), head);
+    return run_model(*model, config, scenario, prefix, output);
+  }
+  if (config.method == "coda-prompt") {
+    auto model = make_coda_prompt(backbone, selector(AttentionDecomposed::Options{}), head);
     return run_model(*model, config, scenario, prefix, output);
   }
   throw ConfigError("method", fmt::format("unknown method '{}'", config.method));

@@ -393,16 +393,16 @@ TEST_CASE("AttentionDecomposed: options are validated and serialised by name", "
           auto o = small_options();
           o.layers = {0, 5};
           AttentionDecomposed(o, small_dims());
-        }) == "layers[1]");
+        }) == "selector.layers[1]");
   CHECK(config_field([] {
           auto o = small_options();
           o.pool_size = 20;
           AttentionDecomposed(o, small_dims());  // 20 orthogonal keys do not fit in R^16
-        }) == "pool_size");
+        }) == "selector.pool_size");
   CHECK(config_field([] {
           AttentionDecomposed selector(small_options(), small_dims());
           selector.begin_task(TaskContext::for_task(0, 10, {2}, true));
-        }) == "num_tasks");
+        }) == "selector.num_tasks");
   CHECK_THAT(test::error_message<ConfigError>([] {
                AttentionDecomposed selector(small_options(), small_dims());
                selector.begin_task(TaskContext::for_task(0, 10, {2}, true));

@@ -163,8 +163,8 @@ TEST_CASE("KeyQueryPool: top-k, batch-wise top-k and the pull loss match a direc
     auto train = pool.select(q, ctx_for(0, true));
     CHECK(train.aux_loss.item<double>() == Approx(0.25 * test::direct_pull(sim, rows)).epsilon(1e-5));
     // l2p-pytorch's form: -coeff * reduce_sim differs only by the constant coeff * k.
-    auto q_hat = detail::l2_normalize(q);
-    auto k_hat = detail::l2_normalize(pool.pool->keys.detach());
+    auto q_hat = clprompt::detail::l2_normalize(q);
+    auto k_hat = clprompt::detail::l2_normalize(pool.pool->keys.detach());
     auto idx = pool.select_indices(q, ctx_for(0, true));
     const double reduce_sim = (k_hat.index_select(0, idx.flatten()).view({B, 3, 16}) * q_hat.unsqueeze(1)).sum().item<double>() / B;
     CHECK(train.aux_loss.item<double>() == Approx(0.25 * (3 - reduce_sim)).epsilon(1e-5));
@@ -173,7 +173,7 @@ TEST_CASE("KeyQueryPool: top-k, batch-wise top-k and the pull loss match a direc
 
   SECTION("batchwise_top_k breaks ties by the lower index") {
     auto idx = at::tensor({4, 7, 2, 7, 4, 9}, at::kLong).view({3, 2});  // counts: 4:2 7:2 2:1 9:1
-    CHECK(test::to_rows(detail::batchwise_top_k(idx, 10, 3).unsqueeze(0)) == std::vector<std::vector<int64_t>>{{4, 7, 2}});
+    CHECK(test::to_rows(clprompt::detail::batchwise_top_k(idx, 10, 3).unsqueeze(0)) == std::vector<std::vector<int64_t>>{{4, 7, 2}});
   }
 }
 

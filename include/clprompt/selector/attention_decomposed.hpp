@@ -110,7 +110,7 @@ inline void gram_schmidt_rows(const at::Tensor& rows, int64_t begin, int64_t end
   const int64_t n = rows.size(1);
   if (end - begin <= 0) return;
   if (end > n)
-    throw ConfigError("pool_size", fmt::format("{} mutually orthogonal components do not fit in dimension {}", end, n));
+    throw ConfigError("selector.pool_size", fmt::format("{} mutually orthogonal components do not fit in dimension {}", end, n));
   at::NoGradGuard no_grad;
   const auto f64 = rows.options().dtype(at::kDouble);
   auto basis = at::zeros({end, n}, f64);  // rows [0, count): orthonormal, spanning what is done
@@ -162,12 +162,12 @@ class AttentionDecomposed : public torch::nn::Module {
   static constexpr bool needs_query = true;
 
   /// Builds M components per layer: uniform(0, 1), then task 0's [0, M/T) by Gram-Schmidt.
-  /// Throws ConfigError for invalid options, a layer beyond dims.depth, or pool_size > dims.dim
-  /// (M orthogonal keys do not fit in R^D).
+  /// Throws ConfigError ("selector.<field>") for invalid options, a layer beyond dims.depth, or
+  /// pool_size > dims.dim (M orthogonal keys do not fit in R^D).
   AttentionDecomposed(const Options& options, const BackboneDims& dims) : options_(options), dim_(dims.dim) {
-    options_.validate("");
-    detail::check_layers(options_.layers, dims.depth, "layers");
-    require_option(options_.pool_size <= dims.dim, "", "pool_size",
+    options_.validate("selector");
+    detail::check_layers(options_.layers, dims.depth, "selector.layers");
+    require_option(options_.pool_size <= dims.dim, "selector", "pool_size",
                    fmt::format("must be <= the embedding width ({}) so that the keys can be mutually orthogonal, "
                                "got {}",
                                dims.dim, options_.pool_size));
@@ -180,7 +180,7 @@ class AttentionDecomposed : public torch::nn::Module {
   }
 
   /// Enters task ctx.task: for t ≥ 1, its components [s, f) are re-initialised by Gram-Schmidt
-  /// against the earlier ones. Throws ConfigError("num_tasks") unless ctx.num_tasks equals
+  /// against the earlier ones. Throws ConfigError("selector.num_tasks") unless ctx.num_tasks equals
   /// options().num_tasks (the components per task are fixed by pool_size / num_tasks).
   void begin_task(const TaskContext& ctx) {
     check_context(ctx);
@@ -229,6 +229,7 @@ class AttentionDecomposed : public torch::nn::Module {
   /// `ctx` (components [0, f) of tasks up to ctx.task). For inspection; select() computes them
   /// the same way.
   at::Tensor attention_weights(const at::Tensor& query, int64_t slot, const TaskContext& ctx) {
+    check_context(ctx);
     const auto [s, f] = task_range(ctx.task);
     const auto& layer = *layers_.at(static_cast<std::size_t>(slot));
     const int64_t frozen = ctx.training ? s : 0;
@@ -269,7 +270,7 @@ class AttentionDecomposed : public torch::nn::Module {
 
   void check_context(const TaskContext& ctx) const {
     if (ctx.num_tasks != options_.num_tasks)
-      throw ConfigError("num_tasks",
+      throw ConfigError("selector.num_tasks",
                         fmt::format("AttentionDecomposed was built for {} tasks ({} components each) but the scenario "
                                     "has {}; set the selector's num_tasks to {} (it must divide pool_size {})",
                                     options_.num_tasks, components_per_task(), ctx.num_tasks, ctx.num_tasks,
