@@ -168,9 +168,11 @@ RunConfig default_config(const std::string& method) {
     c.method_options = Json{{"selector", write_options(DualPrompt::Options{})}};
   } else if (method == "coda-prompt") {
     c.train = scaled_recipe(coda_prompt_train_options(), false);
-    auto selector = AttentionDecomposed::Options{};
-    selector.num_tasks = c.scenario.num_tasks;  // 100 components, 20 new per task
-    c.method_options = Json{{"selector", write_options(selector)}};
+    // num_tasks is left out: run_experiment takes it from the scenario (100 components over 5
+    // tasks = 20 new per task) unless the configuration sets it.
+    auto selector = write_options(AttentionDecomposed::Options{});
+    selector.erase("num_tasks");
+    c.method_options = Json{{"selector", selector}};
   }
   return c;
 }
@@ -260,7 +262,9 @@ Results run_experiment(const RunConfig& config, const ExperimentOutput& output) 
     return run_model(*model, config, scenario, prefix, output);
   }
   if (config.method == "coda-prompt") {
-    auto model = make_coda_prompt(backbone, selector(AttentionDecomposed::Options{}), head);
+    AttentionDecomposed::Options defaults;
+    defaults.num_tasks = scenario.num_tasks();
+    auto model = make_coda_prompt(backbone, selector(defaults), head);
     return run_model(*model, config, scenario, prefix, output);
   }
   throw ConfigError("method", fmt::format("unknown method '{}'", config.method));

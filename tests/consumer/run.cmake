@@ -1,6 +1,6 @@
-# ctest driver: install clprompt into a scratch prefix, configure and build the consumer
-# project against it with find_package(clprompt), and run it.
-foreach(var BUILD_DIR SOURCE_DIR WORK_DIR GENERATOR)
+# ctest driver: install clprompt into a scratch prefix, configure a project against it with
+# find_package(clprompt), build it (or only TARGET), and run RUN (a path inside the build).
+foreach(var BUILD_DIR SOURCE_DIR WORK_DIR GENERATOR RUN)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "run.cmake needs -D${var}=...")
   endif()
@@ -15,5 +15,9 @@ endfunction()
 run_step(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_DIR}/prefix)
 run_step(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/build -G ${GENERATOR}
          -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_BUILD_TYPE=Release)
-run_step(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
-run_step(${WORK_DIR}/build/consumer)
+if(DEFINED TARGET)
+  run_step(${CMAKE_COMMAND} --build ${WORK_DIR}/build --target ${TARGET})
+else()
+  run_step(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
+endif()
+run_step(${WORK_DIR}/build/${RUN} ${RUN_ARGS})
