@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "clprompt/backbone/vit.hpp"
+#include "clprompt/model/task_context.hpp"
 
 namespace clprompt::test {
 
@@ -45,6 +46,11 @@ inline ViTOptions tiny_vit(int64_t depth = 2) {
   o.depth = depth;
   o.num_heads = 2;
   return o;
+}
+
+/// The context of task t in a sequence of `num_tasks` tasks of 2 classes each.
+inline TaskContext task_ctx(int64_t t, bool training = true, int64_t num_tasks = 3) {
+  return TaskContext::for_task(t, num_tasks, std::vector<int64_t>(static_cast<std::size_t>(num_tasks), 2), training);
 }
 
 /// The message of the `E` that `f` throws, or "no error".

@@ -76,25 +76,21 @@ static_assert(Backbone<VisionTransformer>);
 static_assert(PromptSelector<NoPrompts>);
 static_assert(ClassifierHead<LinearHead>);
 
-TaskContext task_ctx(int64_t t, bool training = true) {
-  return TaskContext::for_task(t, 3, {2, 2, 2}, training);
-}
-
 }  // namespace
 
 TEST_CASE("LinearHead grows per task and masks other tasks' logits in training", "[model][head]") {
   at::manual_seed(0);
   auto model = make_linear_model(std::make_shared<VisionTransformer>(test::tiny_vit()), {}, /*train_backbone=*/false);
   auto x = at::randn({4, 3, 8, 8});
-  model->begin_task(task_ctx(0));
-  CHECK(model->forward(x, task_ctx(0)).logits.sizes() == at::IntArrayRef({4, 2}));
+  model->begin_task(test::task_ctx(0));
+  CHECK(model->forward(x, test::task_ctx(0)).logits.sizes() == at::IntArrayRef({4, 2}));
   model->end_task();
-  model->begin_task(task_ctx(1));
-  auto out = model->forward(x, task_ctx(1));
+  model->begin_task(test::task_ctx(1));
+  auto out = model->forward(x, test::task_ctx(1));
   CHECK(out.logits.sizes() == at::IntArrayRef({4, 4}));
 
   // Task 1 owns labels 2 and 3; the masked loss gives task 0's classifier no gradient.
-  auto loss = model->loss(out, at::tensor({2, 3, 2, 3}, at::kLong), task_ctx(1));
+  auto loss = model->loss(out, at::tensor({2, 3, 2, 3}, at::kLong), test::task_ctx(1));
   loss.backward();
   auto& heads = model->head().heads;
   auto w0 = heads->ptr<torch::nn::LinearImpl>(0)->weight;
@@ -102,7 +98,7 @@ TEST_CASE("LinearHead grows per task and masks other tasks' logits in training",
   CHECK((!w0.grad().defined() || w0.grad().abs().sum().item<double>() == 0.0));
   CHECK(w1.grad().abs().sum().item<double>() > 0.0);
   // A target outside the current task is an error, not a silent -inf loss.
-  CHECK_THROWS_WITH(model->loss(out, at::tensor({0, 3, 2, 3}, at::kLong), task_ctx(1)),
+  CHECK_THROWS_WITH(model->loss(out, at::tensor({0, 3, 2, 3}, at::kLong), test::task_ctx(1)),
                     Catch::Contains("[2, 4)"));
   // At evaluation every seen class competes.
   CHECK(model->predict(x).max().item<int64_t>() < 4);
@@ -116,7 +112,7 @@ TEST_CASE("parameter groups follow the learning roles", "[model]") {
     return n;
   }();
   auto probe = make_linear_model(vit, {}, false);
-  probe->begin_task(task_ctx(0));
+  probe->begin_task(test::task_ctx(0));
   auto g = probe->parameter_groups();
   CHECK(g.frozen_elements == backbone_elements);
   CHECK(g.normal_elements() == 16 * 2 + 2);
@@ -126,7 +122,7 @@ TEST_CASE("parameter groups follow the learning roles", "[model]") {
   auto slow = std::make_shared<FineTune>(std::make_shared<VisionTransformer>(test::tiny_vit()), std::make_shared<NoPrompts>(),
                                          std::make_shared<LinearHead>(LinearHeadOptions{}, BackboneDims{16, 2, 2}),
                                          ParameterRoles{LearningRole::slow, LearningRole::normal, LearningRole::normal});
-  slow->begin_task(task_ctx(0));
+  slow->begin_task(test::task_ctx(0));
   CHECK(slow->parameter_groups().slow_elements() == backbone_elements);
 }
 
@@ -135,16 +131,16 @@ TEST_CASE("a user-written selector and head compose into a ContinualModel", "[mo
   auto vit = std::make_shared<VisionTransformer>(test::tiny_vit());
   ContinualModel<VisionTransformer, PerTaskPrompt, LinearHead> model(
       vit, std::make_shared<PerTaskPrompt>(3, 16), std::make_shared<LinearHead>(LinearHeadOptions{}, dims_of(*vit)));
-  model.begin_task(task_ctx(0));
-  auto out = model.forward(at::randn({2, 3, 8, 8}), task_ctx(0));
+  model.begin_task(test::task_ctx(0));
+  auto out = model.forward(at::randn({2, 3, 8, 8}), test::task_ctx(0));
   REQUIRE(out.aux_loss.defined());
-  model.loss(out, at::tensor({0, 1}, at::kLong), task_ctx(0)).backward();
+  model.loss(out, at::tensor({0, 1}, at::kLong), test::task_ctx(0)).backward();
   CHECK(model.selector().prompts[0].grad().abs().sum().item<double>() > 0);  // gradient reaches the prompt
   for (auto& p : vit->parameters()) CHECK_FALSE(p.grad().defined());         // not the frozen ViT
 
   ContinualModel<VisionTransformer, NoPrompts, NearestMeanHead> nearest(vit, std::make_shared<NoPrompts>(),
                                                                         std::make_shared<NearestMeanHead>(16));
-  nearest.begin_task(task_ctx(0));
+  nearest.begin_task(test::task_ctx(0));
   CHECK(nearest.predict(at::randn({2, 3, 8, 8})).sizes() == at::IntArrayRef({2}));
 }
 
@@ -153,7 +149,7 @@ TEST_CASE("checkpoints round-trip grown models and reject mismatches by name", "
   at::manual_seed(2);
   auto model = make_linear_model(std::make_shared<VisionTransformer>(test::tiny_vit()), {}, true);
   for (int64_t t = 0; t < 2; ++t) {
-    model->begin_task(task_ctx(t));
+    model->begin_task(test::task_ctx(t));
     model->end_task();
   }
   const auto path = dir.file("model.safetensors");
@@ -166,7 +162,7 @@ TEST_CASE("checkpoints round-trip grown models and reject mismatches by name", "
   CHECK(restored->tasks_started() == 2);
   model->eval();
   restored->eval();
-  CHECK(at::equal(model->forward(x, task_ctx(1, false)).logits, restored->forward(x, task_ctx(1, false)).logits));
+  CHECK(at::equal(model->forward(x, test::task_ctx(1, false)).logits, restored->forward(x, test::task_ctx(1, false)).logits));
 
   SECTION("a different architecture lists the mis-shaped tensors") {
     auto o = test::tiny_vit();

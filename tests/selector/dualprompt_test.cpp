@@ -7,6 +7,7 @@
 #include "clprompt/io/state_dict.hpp"
 #include "clprompt/model/continual_model.hpp"
 #include "selector/pool_reference.hpp"
+#include "clprompt/methods/dualprompt.hpp"
 #include "test_util.hpp"
 
 // Last: glog (pulled in by ATen) defines its own CHECK, which Catch's must override.
@@ -21,17 +22,10 @@ static_assert(DualPrompt::needs_query);
 
 constexpr BackboneDims kDims{16, 5, 2};
 
-TaskContext ctx_for(int64_t t, bool training, int64_t num_tasks = 3) {
-  return TaskContext::for_task(t, num_tasks, std::vector<int64_t>(static_cast<std::size_t>(num_tasks), 2), training);
-}
-
-using DualModel = ContinualModel<VisionTransformer, DualPrompt, LinearHead>;
+using DualModel = DualPromptModel;
 
 std::shared_ptr<DualModel> make_model(const DualPrompt::Options& o) {
-  auto vit = std::make_shared<VisionTransformer>(test::tiny_vit(5));
-  const auto dims = dims_of(*vit);
-  return std::make_shared<DualModel>(vit, std::make_shared<DualPrompt>(o, dims),
-                                     std::make_shared<LinearHead>(LinearHeadOptions{}, dims));
+  return make_dualprompt(std::make_shared<VisionTransformer>(test::tiny_vit(5)), o);
 }
 
 }  // namespace
@@ -74,9 +68,9 @@ TEST_CASE("DualPrompt options: dualprompt-pytorch defaults, CODA repo preset, er
 
   // Task identity past the pool is an error naming the option.
   DualPrompt dual(o, kDims);
-  CHECK_THROWS_WITH(dual.begin_task(ctx_for(10, true, 11)), Catch::Contains("selector.e_pool_size"));
-  CHECK_THROWS_AS(dual.select(at::randn({2, 16}), ctx_for(10, true, 11)), ConfigError);
-  CHECK_NOTHROW(dual.begin_task(ctx_for(9, true, 11)));
+  CHECK_THROWS_WITH(dual.begin_task(test::task_ctx(10, true, 11)), Catch::Contains("selector.e_pool_size"));
+  CHECK_THROWS_AS(dual.select(at::randn({2, 16}), test::task_ctx(10, true, 11)), ConfigError);
+  CHECK_NOTHROW(dual.begin_task(test::task_ctx(9, true, 11)));
 }
 
 TEST_CASE("DualPrompt injects E then G prefixes equal to the parameter slices", "[selector][dualprompt]") {
@@ -91,7 +85,7 @@ TEST_CASE("DualPrompt injects E then G prefixes equal to the parameter slices", 
     CHECK(names.at("e_pool.prompts").sizes() == at::IntArrayRef({10, 3, 2, 5, 16}));
     CHECK(names.at("g_prompt").sizes() == at::IntArrayRef({2, 2, 5, 16}));
 
-    auto s = dual.select(q, ctx_for(2, true));
+    auto s = dual.select(q, test::task_ctx(2, true));
     CHECK(s.prompts.readout == Readout::class_token);
     CHECK_FALSE(s.prompts.input_tokens.defined());
     REQUIRE(s.prompts.layers.size() == 5);
@@ -117,8 +111,8 @@ TEST_CASE("DualPrompt injects E then G prefixes equal to the parameter slices", 
     o.g_layers = {0, 2};
     o.e_layers = {2, 3};
     DualPrompt dual(o, kDims);
-    auto s = dual.select(q, ctx_for(1, false));
-    auto idx = dual.select_indices(q, ctx_for(1, false));
+    auto s = dual.select(q, test::task_ctx(1, false));
+    auto idx = dual.select_indices(q, test::task_ctx(1, false));
     CHECK(test::to_rows(idx) == test::direct_top_k(test::direct_cosine(q, dual.e_pool->keys), 1));
     CHECK_FALSE(s.aux_loss.defined());
     const auto& l2 = s.prompts.layers[2];
@@ -138,7 +132,7 @@ TEST_CASE("DualPrompt injects E then G prefixes equal to the parameter slices", 
     DualPrompt dual(o, kDims);
     CHECK(dual.e_pool->prompts.sizes() == at::IntArrayRef({10, 3, 20, 16}));
     CHECK(dual.g_prompt.sizes() == at::IntArrayRef({3, 6, 16}));
-    auto s = dual.select(q, ctx_for(0, true));
+    auto s = dual.select(q, test::task_ctx(0, true));
     const auto& l2 = s.prompts.layers[2];
     CHECK(l2.key_prefix.sizes() == at::IntArrayRef({3, 13, 16}));
     auto e = dual.e_pool->prompts[0][0];
@@ -159,9 +153,9 @@ TEST_CASE("DualPrompt: evaluation top-1 and batch-wise selection match a direct 
     auto q = at::randn({2 + trial, 16});
     const auto per_sample = test::direct_top_k(test::direct_cosine(q, dual.e_pool->keys), 1);
     const auto major = test::direct_batchwise(per_sample, 1);
-    for (const auto& row : test::to_rows(dual.select_indices(q, ctx_for(2, false)))) CHECK(row == major);
+    for (const auto& row : test::to_rows(dual.select_indices(q, test::task_ctx(2, false)))) CHECK(row == major);
     // Training ignores the query: the task's own E-prompt.
-    for (const auto& row : test::to_rows(dual.select_indices(q, ctx_for(2, true)))) CHECK(row == std::vector<int64_t>{2});
+    for (const auto& row : test::to_rows(dual.select_indices(q, test::task_ctx(2, true)))) CHECK(row == std::vector<int64_t>{2});
   }
 }
 
@@ -173,10 +167,10 @@ TEST_CASE("ContinualModel<ViT, DualPrompt, LinearHead>: gradients, frozen E-prom
 
   for (const auto& options : {DualPrompt::Options{}, DualPrompt::Options::coda_repo()}) {
     auto model = make_model(options);
-    model->begin_task(ctx_for(0, true));
+    model->begin_task(test::task_ctx(0, true));
     model->end_task();
-    model->begin_task(ctx_for(1, true));
-    const auto ctx = ctx_for(1, true);
+    model->begin_task(test::task_ctx(1, true));
+    const auto ctx = test::task_ctx(1, true);
     auto& dual = model->selector();
 
     auto out = model->forward(x, ctx);

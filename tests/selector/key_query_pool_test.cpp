@@ -7,6 +7,7 @@
 #include "clprompt/io/state_dict.hpp"
 #include "clprompt/model/continual_model.hpp"
 #include "selector/pool_reference.hpp"
+#include "clprompt/methods/l2p.hpp"
 #include "test_util.hpp"
 
 // Last: glog (pulled in by ATen) defines its own CHECK, which Catch's must override.
@@ -21,17 +22,10 @@ static_assert(KeyQueryPool::needs_query);
 
 constexpr BackboneDims kDims{16, 5, 2};
 
-TaskContext ctx_for(int64_t t, bool training, int64_t num_tasks = 3) {
-  return TaskContext::for_task(t, num_tasks, std::vector<int64_t>(static_cast<std::size_t>(num_tasks), 2), training);
-}
-
-using L2PModel = ContinualModel<VisionTransformer, KeyQueryPool, LinearHead>;
+using L2PModel = L2P;
 
 std::shared_ptr<L2PModel> make_model(const KeyQueryPool::Options& o) {
-  auto vit = std::make_shared<VisionTransformer>(test::tiny_vit(5));
-  const auto dims = dims_of(*vit);
-  return std::make_shared<L2PModel>(vit, std::make_shared<KeyQueryPool>(o, dims),
-                                    std::make_shared<LinearHead>(LinearHeadOptions{}, dims));
+  return make_l2p(std::make_shared<VisionTransformer>(test::tiny_vit(5)), o);
 }
 
 }  // namespace
@@ -100,30 +94,30 @@ TEST_CASE("KeyQueryPool: shapes, state-dict names and the injected tokens", "[se
 
   auto q = at::randn({6, 16});
   for (bool training : {true, false}) {
-    auto s = pool.select(q, ctx_for(0, training));
+    auto s = pool.select(q, test::task_ctx(0, training));
     CHECK(s.prompts.input_tokens.sizes() == at::IntArrayRef({6, 25, 16}));
     CHECK(s.prompts.readout == Readout::prompt_mean);
     CHECK(s.prompts.layers.empty());
     CHECK(s.aux_loss.defined() == training);
     if (training) CHECK(s.aux_loss.dim() == 0);
     // The tokens are the selected prompts, concatenated in selection order.
-    auto idx = pool.select_indices(q, ctx_for(0, training));
+    auto idx = pool.select_indices(q, test::task_ctx(0, training));
     for (int64_t b = 0; b < 6; ++b)
       for (int64_t j = 0; j < 5; ++j)
         CHECK(at::equal(s.prompts.input_tokens[b].narrow(0, j * 5, 5), pool.pool->prompts[idx[b][j].item<int64_t>()]));
   }
-  CHECK_THROWS_WITH(pool.select(at::randn({6, 8}), ctx_for(0, true)), Catch::Contains("[B, 16]") && Catch::Contains("[6, 8]"));
+  CHECK_THROWS_WITH(pool.select(at::randn({6, 8}), test::task_ctx(0, true)), Catch::Contains("[B, 16]") && Catch::Contains("[6, 8]"));
 
   SECTION("L2P++: halves prefixes at layer 0, [CLS] readout") {
     KeyQueryPool pp(KeyQueryPool::Options::l2p_plus_plus(), kDims);
     CHECK(state_dict(pp).at("pool.prompts").sizes() == at::IntArrayRef({30, 1, 20, 16}));
-    auto s = pp.select(q, ctx_for(0, false));
+    auto s = pp.select(q, test::task_ctx(0, false));
     CHECK_FALSE(s.prompts.input_tokens.defined());
     CHECK(s.prompts.readout == Readout::class_token);
     REQUIRE(s.prompts.layers.size() == 1);
     const auto& l0 = s.prompts.layers[0];
     CHECK(l0.key_prefix.sizes() == at::IntArrayRef({6, 50, 16}));  // 5 prompts x 10 tokens
-    auto idx = pp.select_indices(q, ctx_for(0, false));
+    auto idx = pp.select_indices(q, test::task_ctx(0, false));
     for (int64_t j = 0; j < 5; ++j) {
       auto p = pp.pool->prompts[idx[2][j].item<int64_t>()][0];  // [20, 16]
       CHECK(at::equal(l0.key_prefix[2].narrow(0, j * 10, 10), p.narrow(0, 0, 10)));
@@ -146,10 +140,10 @@ TEST_CASE("KeyQueryPool: top-k, batch-wise top-k and the pull loss match a direc
     auto q = at::randn({B, 16});
     const auto sim = test::direct_cosine(q, pool.pool->keys);
     const auto per_sample = test::direct_top_k(sim, 3);
-    CHECK(test::to_rows(pool.select_indices(q, ctx_for(0, false))) == per_sample);
+    CHECK(test::to_rows(pool.select_indices(q, test::task_ctx(0, false))) == per_sample);
 
     const auto batchwise = test::direct_batchwise(per_sample, 3);
-    const auto rows = test::to_rows(pool.select_indices(q, ctx_for(0, true)));
+    const auto rows = test::to_rows(pool.select_indices(q, test::task_ctx(0, true)));
     for (const auto& row : rows) CHECK(row == batchwise);
     {  // count how often the tie rule was exercised
       std::map<int64_t, int64_t> counts;
@@ -160,12 +154,12 @@ TEST_CASE("KeyQueryPool: top-k, batch-wise top-k and the pull loss match a direc
       for (auto [c, n] : by_count) ties += n > 1;
     }
 
-    auto train = pool.select(q, ctx_for(0, true));
+    auto train = pool.select(q, test::task_ctx(0, true));
     CHECK(train.aux_loss.item<double>() == Approx(0.25 * test::direct_pull(sim, rows)).epsilon(1e-5));
     // l2p-pytorch's form: -coeff * reduce_sim differs only by the constant coeff * k.
     auto q_hat = clprompt::detail::l2_normalize(q);
     auto k_hat = clprompt::detail::l2_normalize(pool.pool->keys.detach());
-    auto idx = pool.select_indices(q, ctx_for(0, true));
+    auto idx = pool.select_indices(q, test::task_ctx(0, true));
     const double reduce_sim = (k_hat.index_select(0, idx.flatten()).view({B, 3, 16}) * q_hat.unsqueeze(1)).sum().item<double>() / B;
     CHECK(train.aux_loss.item<double>() == Approx(0.25 * (3 - reduce_sim)).epsilon(1e-5));
   }
@@ -185,13 +179,13 @@ TEST_CASE("KeyQueryPool: prompt mask by task uses the task's slice, trains only 
   o.prompt_mask_by_task = true;
   KeyQueryPool pool(o, kDims);
   auto q = at::randn({4, 16});
-  auto idx = pool.select_indices(q, ctx_for(2, true));
+  auto idx = pool.select_indices(q, test::task_ctx(2, true));
   for (const auto& row : test::to_rows(idx)) CHECK(row == std::vector<int64_t>{6, 7, 8});
   // Evaluation has no task identity: top-k over the whole pool.
-  CHECK(test::to_rows(pool.select_indices(q, ctx_for(2, false))) ==
+  CHECK(test::to_rows(pool.select_indices(q, test::task_ctx(2, false))) ==
         test::direct_top_k(test::direct_cosine(q, pool.pool->keys), 3));
 
-  auto s = pool.select(q, ctx_for(2, true));
+  auto s = pool.select(q, test::task_ctx(2, true));
   CHECK(at::equal(s.prompts.input_tokens[1], pool.pool->prompts.narrow(0, 6, 3).reshape({15, 16})));
   (s.prompts.input_tokens.pow(2).sum() + s.aux_loss).backward();
   for (const auto* t : {&pool.pool->prompts, &pool.pool->keys}) {
@@ -202,10 +196,10 @@ TEST_CASE("KeyQueryPool: prompt mask by task uses the task's slice, trains only 
   }
 
   // Task 3 would need prompts [9, 12) of a pool of 10.
-  CHECK_THROWS_WITH(pool.begin_task(ctx_for(3, true, 4)),
+  CHECK_THROWS_WITH(pool.begin_task(test::task_ctx(3, true, 4)),
                     Catch::Contains("selector.pool_size") && Catch::Contains("[9, 12)"));
-  CHECK_THROWS_AS(pool.select(q, ctx_for(3, true, 4)), ConfigError);
-  CHECK_NOTHROW(pool.select(q, ctx_for(3, false, 4)));
+  CHECK_THROWS_AS(pool.select(q, test::task_ctx(3, true, 4)), ConfigError);
+  CHECK_NOTHROW(pool.select(q, test::task_ctx(3, false, 4)));
 }
 
 TEST_CASE("ContinualModel<ViT, KeyQueryPool, LinearHead>: training, frozen slices, checkpoints", "[selector][l2p][model]") {
@@ -222,10 +216,10 @@ TEST_CASE("ContinualModel<ViT, KeyQueryPool, LinearHead>: training, frozen slice
                               }(),
                               KeyQueryPool::Options::l2p_plus_plus()}) {
     auto model = make_model(options);
-    model->begin_task(ctx_for(0, true));
+    model->begin_task(test::task_ctx(0, true));
     model->end_task();
-    model->begin_task(ctx_for(1, true));
-    const auto ctx = ctx_for(1, true);
+    model->begin_task(test::task_ctx(1, true));
+    const auto ctx = test::task_ctx(1, true);
 
     auto out = model->forward(x, ctx);
     CHECK(out.logits.sizes() == at::IntArrayRef({4, 4}));
