@@ -5,9 +5,11 @@
 //     void begin_task(const clprompt::TaskContext& ctx);   // grow to ctx.classes_seen() outputs
 //     at::Tensor logits(const at::Tensor& features, const clprompt::TaskContext& ctx);   // [B, classes_seen]
 //     at::Tensor loss(const at::Tensor& logits, const at::Tensor& targets, const clprompt::TaskContext& ctx);
+//     void consolidate(const clprompt::TaskContext& ctx, const clprompt::FeatureStream& features);  // optional
 //     void end_task(const clprompt::TaskContext& ctx);     // optional
 //   };
 #include <concepts>
+#include <functional>
 
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
@@ -15,6 +17,13 @@
 #include "clprompt/model/task_context.hpp"
 
 namespace clprompt {
+
+/// Receives one batch of (features [B, D], incremental labels [B]).
+using FeatureVisitor = std::function<void(const at::Tensor& features, const at::Tensor& labels)>;
+/// A pass over the current task's training data (no augmentation) through the trained model
+/// (no gradient, no task identity), handing each batch's features to the visitor.
+using FeatureStream = std::function<void(const FeatureVisitor& visit)>;
+
 namespace detail {
 template <class H>
 concept HeadIsModule = std::derived_from<H, torch::nn::Module>;
@@ -30,6 +39,12 @@ template <class H>
 concept HeadHasBeginTask = requires(H& h, const TaskContext& ctx) { h.begin_task(ctx); };
 template <class H>
 concept HeadHasEndTask = requires(H& h, const TaskContext& ctx) { h.end_task(ctx); };
+/// Optional: called after training a task, before end_task, with a stream of the task's
+/// training features (class statistics, classifier alignment).
+template <class H>
+concept HeadHasConsolidate = requires(H& h, const TaskContext& ctx, const FeatureStream& features) {
+  h.consolidate(ctx, features);
+};
 }  // namespace detail
 
 /// Maps features to logits over the classes seen so far, and defines the training loss.

@@ -16,6 +16,7 @@
 #include "clprompt/data/loader.hpp"
 #include "clprompt/data/scenario.hpp"
 #include "clprompt/data/transforms.hpp"
+#include "clprompt/head/concepts.hpp"
 #include "clprompt/learn/optimizer.hpp"
 #include "clprompt/learn/progress.hpp"
 #include "clprompt/learn/results.hpp"
@@ -66,6 +67,7 @@ class Learner {
       if (!optimizer || train_.reset_optimizer_each_task)
         optimizer = std::make_unique<RoleOptimizer>(model_.parameter_groups(), train_);
       train_task(ctx, task, *optimizer, record, hooks);
+      if constexpr (Model::head_consolidates) model_.consolidate(task_features(task));
       model_.end_task();
 
       evaluate_seen(t, results, record, hooks);
@@ -142,6 +144,18 @@ class Learner {
       record.epoch_loss.push_back(batches > 0 ? loss_sum / static_cast<double>(batches) : 0.0);
     }
     record.train_seconds = seconds_since(start);
+  }
+
+  /// The task's training images without augmentation, through the trained model in eval mode.
+  FeatureStream task_features(const Task& task) {
+    return [this, &task](const FeatureVisitor& visit) {
+      model_.eval();
+      Transform transform(transform_);
+      Loader loader(scenario_.train_set(), task.train_indices, scenario_.label_map(), transform,
+                    train_.eval_batch_size, /*train=*/false, seed_);
+      for (const Batch& batch : loader.epoch(0))
+        visit(model_.extract_features(batch.images.to(device_)), batch.labels.to(device_));
+    };
   }
 
   void evaluate_seen(int64_t t, Results& results, TaskRecord& record, const LearnerHooks&) {

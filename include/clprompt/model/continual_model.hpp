@@ -83,6 +83,22 @@ class ContinualModel : public torch::nn::Module {
     apply_roles();
   }
 
+  /// Whether the head wants a pass over the task's training features after training.
+  static constexpr bool head_consolidates = detail::HeadHasConsolidate<H>;
+
+  /// After training the current task: hands the head a stream of the task's training features
+  /// (the learner provides it, without augmentation) when the head asks for one.
+  void consolidate(const FeatureStream& features) {
+    if constexpr (head_consolidates) head_->consolidate(context_, features);
+  }
+
+  /// Features [B, D] without gradient and without task identity, as at evaluation.
+  at::Tensor extract_features(const at::Tensor& images) {
+    at::NoGradGuard no_grad;
+    const auto ctx = context_.for_evaluation();
+    return backbone_->forward(images, selector_->select(query(images), ctx).prompts);
+  }
+
   /// Leaves the current task: selectors freeze components, heads may consolidate.
   void end_task() {
     const auto ctx = context_.for_evaluation();
