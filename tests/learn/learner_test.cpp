@@ -37,7 +37,43 @@ struct NanHead : LinearHead {
   }
 };
 
+// A head that records what the learner's consolidate() stream delivers.
+struct RecordingHead : LinearHead {
+  using LinearHead::LinearHead;
+  void consolidate(const TaskContext& ctx, const FeatureStream& features) {
+    int64_t images = 0;
+    bool labels_in_task = true, no_grad = true;
+    features([&](const at::Tensor& f, const at::Tensor& labels) {
+      images += f.size(0);
+      no_grad = no_grad && !f.requires_grad();
+      labels_in_task = labels_in_task && labels.min().item<int64_t>() >= ctx.class_begin &&
+                       labels.max().item<int64_t>() < ctx.class_end;
+    });
+    streamed.push_back(images);
+    all_ok = all_ok && labels_in_task && no_grad;
+  }
+  std::vector<int64_t> streamed;
+  bool all_ok = true;
+};
+
 }  // namespace
+
+TEST_CASE("heads that consolidate get the task's training features once per task", "[learn][learner]") {
+  auto train = texture_classes(4, 24, 1), test_set = texture_classes(4, 8, 2);
+  ScenarioOptions so;
+  so.num_tasks = 2;
+  Scenario scenario(train, test_set, so, 3);
+  auto vit = std::make_shared<VisionTransformer>(test::tiny_vit(1));
+  auto head = std::make_shared<RecordingHead>(LinearHeadOptions{}, dims_of(*vit));
+  ContinualModel<VisionTransformer, NoPrompts, RecordingHead> model(vit, std::make_shared<NoPrompts>(), head);
+  static_assert(decltype(model)::head_consolidates);
+  Learner<decltype(model)> learner(model, scenario, TrainOptions{}, TransformOptions{}, 3);
+  LearnerHooks hooks;
+  hooks.log = nullptr;
+  learner.run(hooks);
+  CHECK(head->streamed == std::vector<int64_t>{48, 48});
+  CHECK(head->all_ok);
+}
 
 TEST_CASE("metrics follow the definitions on a known accuracy matrix", "[learn][metrics]") {
   const AccuracyMatrix a{{90}, {70, 80}, {50, 60, 85}};
