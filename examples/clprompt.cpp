@@ -21,7 +21,7 @@
 namespace {
 
 constexpr const char* kUsage = R"(usage:
-  clprompt run [--method NAME[,NAME...]] [--config FILE.json] [--set FIELD=VALUE]... [--out DIR] [--quiet]
+  clprompt run [--method NAME[,NAME...]] [--config FILE.json] [--set FIELD=VALUE]... [--align] [--out DIR] [--quiet]
   clprompt config [--method NAME] [--config FILE.json] [--set FIELD=VALUE]...
   clprompt methods
 
@@ -32,6 +32,8 @@ run      trains and evaluates each method on the scenario of the configuration (
 config   prints the resolved configuration (defaults of the method + FILE + --set), the schema of --config.
 methods  lists the available methods.
 
+--align adds SLCA's classifier alignment to the method (= --set align=true; options under
+method_options.head.alignment and .logit_norm), e.g. clprompt run --method coda-prompt --align.
 --set takes a dotted field path and a JSON value, e.g. --set train.lr=0.01 --set scenario.num_tasks=10.
 The thread count is config field 'threads' (0: $OMP_NUM_THREADS, else all cores).
 )";
@@ -65,6 +67,8 @@ Arguments parse(int argc, char** argv) {
       a.overrides.push_back(value());
     } else if (arg == "--out") {
       a.out = value();
+    } else if (arg == "--align") {
+      a.overrides.push_back("align=true");
     } else if (arg == "--quiet") {
       a.quiet = true;
     } else if (arg == "--help" || arg == "-h") {
@@ -100,7 +104,9 @@ int run(const Arguments& a) {
   comparison.title = "accuracy over seen tasks after each task";
   for (const auto& method : methods) {
     const auto config = resolve(a, method);
-    const auto directory = (std::filesystem::path(a.out) / config.method).string();
+    // "+align" runs get their own directory so they never overwrite the plain method's results.
+    const auto name = config.align ? config.method + "+align" : config.method;
+    const auto directory = (std::filesystem::path(a.out) / name).string();
     clprompt::ExperimentOutput output{directory, {}};
     if (a.quiet) output.hooks.log = nullptr;
     fmt::print("== {} on {} ({}) ==\n", config.method, config.data.dataset, config.data.root);
@@ -108,8 +114,11 @@ int run(const Arguments& a) {
     fmt::print("{}", clprompt::format_summary(results));
     fmt::print("wrote {}/results.json, accuracy.svg{} ({:.1f} s, {} threads)\n\n", directory,
                config.save_checkpoint ? ", model.safetensors" : "", results.total_seconds, results.threads);
-    comparison.curves.push_back({config.method, clprompt::average_accuracy_per_task(results.accuracy)});
-    if (comparison.matrix.empty()) comparison.matrix = results.accuracy;
+    comparison.curves.push_back({name, clprompt::average_accuracy_per_task(results.accuracy)});
+    if (comparison.matrix.empty()) {
+      comparison.matrix = results.accuracy;
+      comparison.title = fmt::format("accuracy over seen tasks after each task (heat map: {})", name);
+    }
   }
   if (methods.size() > 1) {
     const auto path = (std::filesystem::path(a.out) / "comparison.svg").string();

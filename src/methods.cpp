@@ -19,6 +19,7 @@
 #include "clprompt/methods/coda_prompt.hpp"
 #include "clprompt/methods/dualprompt.hpp"
 #include "clprompt/methods/l2p.hpp"
+#include "clprompt/methods/slca.hpp"
 
 namespace clprompt {
 
@@ -26,6 +27,11 @@ template class ContinualModel<VisionTransformer, NoPrompts, LinearHead>;
 template class ContinualModel<VisionTransformer, KeyQueryPool, LinearHead>;
 template class ContinualModel<VisionTransformer, DualPrompt, LinearHead>;
 template class ContinualModel<VisionTransformer, AttentionDecomposed, LinearHead>;
+// SLCA, and the other methods with classifier alignment (`clprompt run --align`).
+template class ContinualModel<VisionTransformer, NoPrompts, SLCAHead>;
+template class ContinualModel<VisionTransformer, KeyQueryPool, SLCAHead>;
+template class ContinualModel<VisionTransformer, DualPrompt, SLCAHead>;
+template class ContinualModel<VisionTransformer, AttentionDecomposed, SLCAHead>;
 
 namespace {
 
@@ -70,6 +76,7 @@ const std::map<std::string, std::string>& method_table() {
       {"l2p", "L2P (CVPR'22): key-query prompt pool, top-k prompts prepended to the input"},
       {"dualprompt", "DualPrompt (ECCV'22): G-prompt + task-keyed E-prompts, prefix tuning"},
       {"coda-prompt", "CODA-Prompt (CVPR'23): attention-weighted prompt components, prefix tuning"},
+      {"slca", "SLCA (ICCV'23): slow-learned ViT, per-task linear heads, classifier alignment on class statistics"},
   };
   return table;
 }
@@ -173,6 +180,10 @@ RunConfig default_config(const std::string& method) {
     auto selector = write_options(AttentionDecomposed::Options{});
     selector.erase("num_tasks");
     c.method_options = Json{{"selector", selector}};
+  } else if (method == "slca") {
+    // SLCA's learning rates are fixed (not scaled with the batch); alignment keeps its 5 epochs.
+    c.train = scaled_recipe(slca_train_options(), /*scale_lr_with_batch=*/false);
+    c.method_options = Json{{"head", write_options(SLCAHeadOptions{})}};
   }
   return c;
 }
@@ -240,32 +251,45 @@ Results run_experiment(const RunConfig& config, const ExperimentOutput& output) 
   if (output.hooks.log)
     for (const auto& note : prefix.notes) output.hooks.log("note: " + note);
 
-  const auto head = options_from_json<LinearHeadOptions>(
-      parse_section(config.method_options, "head", {"head", "selector"}), "method_options.head");
+  const Json head_json = parse_section(config.method_options, "head", {"head", "selector"});
   const auto selector_json = parse_section(config.method_options, "selector", {"head", "selector"});
   auto selector = [&]<class Options>(Options options) {
     read_options(selector_json, options, "method_options.selector");
     return options;
   };
-  if (config.method == "finetune" || config.method == "linear-probe") {
+  const bool aligned = config.align || config.method == "slca";
+  if (aligned) prefix.method = config.method == "slca" ? config.method : config.method + "+align";
+  // With alignment the head is SLCAHead (method_options.head: the linear head's fields plus
+  // "logit_norm" and "alignment"), otherwise LinearHead.
+  const auto head = aligned ? LinearHeadOptions{} : options_from_json<LinearHeadOptions>(head_json, "method_options.head");
+  const auto slca_head = aligned ? options_from_json<SLCAHeadOptions>(head_json, "method_options.head") : SLCAHeadOptions{};
+  const auto dims = dims_of(*backbone);
+  auto build = [&]<class Selector>(std::shared_ptr<Selector> sel, ParameterRoles roles) {
+    if (aligned) {
+      auto model = std::make_shared<ContinualModel<VisionTransformer, Selector, SLCAHead>>(
+          backbone, std::move(sel), make_slca_head(slca_head, dims), roles);
+      return run_model(*model, config, scenario, prefix, output);
+    }
+    auto model = std::make_shared<ContinualModel<VisionTransformer, Selector, LinearHead>>(
+        backbone, std::move(sel), std::make_shared<LinearHead>(head, dims), roles);
+    return run_model(*model, config, scenario, prefix, output);
+  };
+  if (config.method == "finetune" || config.method == "linear-probe" || config.method == "slca") {
     if (!selector_json.empty())
       throw ConfigError("method_options.selector", config.method + " has no prompt selector");
-    auto model = make_linear_model(backbone, head, /*train_backbone=*/config.method == "finetune");
-    return run_model(*model, config, scenario, prefix, output);
+    ParameterRoles roles;
+    roles.backbone = config.method == "finetune" ? LearningRole::normal
+                     : config.method == "slca"   ? LearningRole::slow
+                                                 : LearningRole::frozen;
+    return build(std::make_shared<NoPrompts>(), roles);
   }
-  if (config.method == "l2p") {
-    auto model = make_l2p(backbone, selector(KeyQueryPool::Options{}), head);
-    return run_model(*model, config, scenario, prefix, output);
-  }
-  if (config.method == "dualprompt") {
-    auto model = make_dualprompt(backbone, selector(DualPrompt::Options{}), head);
-    return run_model(*model, config, scenario, prefix, output);
-  }
+  if (config.method == "l2p") return build(std::make_shared<KeyQueryPool>(selector(KeyQueryPool::Options{}), dims), {});
+  if (config.method == "dualprompt")
+    return build(std::make_shared<DualPrompt>(selector(DualPrompt::Options{}), dims), {});
   if (config.method == "coda-prompt") {
     AttentionDecomposed::Options defaults;
     defaults.num_tasks = scenario.num_tasks();
-    auto model = make_coda_prompt(backbone, selector(defaults), head);
-    return run_model(*model, config, scenario, prefix, output);
+    return build(std::make_shared<AttentionDecomposed>(selector(defaults), dims), {});
   }
   throw ConfigError("method", fmt::format("unknown method '{}'", config.method));
 }

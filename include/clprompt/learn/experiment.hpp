@@ -55,6 +55,10 @@ struct RunConfig {
   /// Options of the method's policies, e.g. {"head": {"mask_other_tasks": true}}.
   Json method_options = Json::object();
   bool save_checkpoint = true;  ///< write model.safetensors to the output directory at the end
+  /// Classifier alignment (SLCA's CA) on top of the method: the head becomes
+  /// Aligned<LogitNormalized<LinearHead>>, options under method_options.head ("alignment",
+  /// "logit_norm"). Always on for slca.
+  bool align = false;
 
   static constexpr auto fields() {
     return std::tuple{field("method", &RunConfig::method), field("seed", &RunConfig::seed),
@@ -63,7 +67,7 @@ struct RunConfig {
                       field("scenario", &RunConfig::scenario), field("transform", &RunConfig::transform),
                       field("backbone", &RunConfig::backbone), field("pretrained", &RunConfig::pretrained),
                       field("train", &RunConfig::train), field("method_options", &RunConfig::method_options),
-                      field("save_checkpoint", &RunConfig::save_checkpoint)};
+                      field("save_checkpoint", &RunConfig::save_checkpoint), field("align", &RunConfig::align)};
   }
   void validate(const std::string& path) const {
     require_option(seed >= 0, path, "seed", "must be >= 0");
