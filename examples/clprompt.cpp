@@ -4,6 +4,8 @@
 //   clprompt run --method finetune --config my.json --set train.epochs=3 --out results/ft
 //   clprompt config --method finetune                      print the resolved configuration
 //   clprompt methods                                       list the methods
+//   clprompt pretrain --out build/pretrain [--resume]     pre-train the default ViT on font glyphs
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +19,7 @@
 #include "clprompt/io/atomic_file.hpp"
 #include "clprompt/io/svg_plot.hpp"
 #include "clprompt/learn/experiment.hpp"
+#include "clprompt/learn/pretrain.hpp"
 
 namespace {
 
@@ -24,6 +27,7 @@ constexpr const char* kUsage = R"(usage:
   clprompt run [--method NAME[,NAME...]] [--config FILE.json] [--set FIELD=VALUE]... [--align] [--out DIR] [--quiet]
   clprompt config [--method NAME] [--config FILE.json] [--set FIELD=VALUE]...
   clprompt methods
+  clprompt pretrain [--config FILE.json] [--set FIELD=VALUE]... [--out DIR] [--resume] [--print-config]
 
 run      trains and evaluates each method on the scenario of the configuration (default: the embedded
          Split Fashion-MNIST, 5 tasks x 2 classes), prints the accuracy matrix and writes
@@ -31,6 +35,10 @@ run      trains and evaluates each method on the scenario of the configuration (
          (DIR defaults to results/).
 config   prints the resolved configuration (defaults of the method + FILE + --set), the schema of --config.
 methods  lists the available methods.
+pretrain pre-trains the embedded default's ViT on glyphs rendered from the installed fonts
+         (scripts/pretrain.sh installs the pinned font packages and runs it): writes
+         DIR/state.safetensors (checkpoints; --resume continues from it), DIR/pretrain.json and
+         DIR/vit.safetensors (timm names) (DIR defaults to build/pretrain).
 
 --align adds SLCA's classifier alignment to the method (= --set align=true; options under
 method_options.head.alignment and .logit_norm), e.g. clprompt run --method coda-prompt --align.
@@ -43,8 +51,10 @@ struct Arguments {
   std::vector<std::string> methods;
   std::string config_file;
   std::vector<std::string> overrides;
-  std::string out = "results";
+  std::string out;  // default depends on the command
   bool quiet = false;
+  bool resume = false;
+  bool print_config = false;
 };
 
 Arguments parse(int argc, char** argv) {
@@ -69,6 +79,10 @@ Arguments parse(int argc, char** argv) {
       a.out = value();
     } else if (arg == "--align") {
       a.overrides.push_back("align=true");
+    } else if (arg == "--resume") {
+      a.resume = true;
+    } else if (arg == "--print-config") {
+      a.print_config = true;
     } else if (arg == "--quiet") {
       a.quiet = true;
     } else if (arg == "--help" || arg == "-h") {
@@ -97,16 +111,40 @@ clprompt::RunConfig resolve(const Arguments& a, const std::string& method) {
   return clprompt::resolve_config(method, overrides);
 }
 
+std::string forgetting_text(const clprompt::Results& r) {
+  const double f = clprompt::average_forgetting(r.accuracy);
+  return std::isnan(f) ? std::string("n/a") : fmt::format("{:.2f}", f);
+}
+
+int pretrain(const Arguments& a) {
+  auto overrides = read_config_file(a.config_file);
+  for (const auto& o : a.overrides) overrides.merge_patch(clprompt::parse_override(o));
+  const auto config = clprompt::resolve_pretrain_config(overrides);
+  if (a.print_config) {
+    fmt::print("{}\n", clprompt::write_options(config).dump(2));
+    return 0;
+  }
+  const auto out = a.out.empty() ? std::string("build/pretrain") : a.out;
+  clprompt::PretrainHooks hooks;
+  if (a.quiet) hooks.log = nullptr;
+  const auto result = clprompt::pretrain(config, out, a.resume, hooks);
+  fmt::print("pretrain: {} steps, held-out font accuracy {:.2f}%, {:.0f} s{}\n", result.steps_done,
+             result.validation_accuracy, result.seconds,
+             result.finished ? ", weights " + result.weights_path : " (not finished: --resume continues)");
+  return 0;
+}
+
 int run(const Arguments& a) {
   auto methods = a.methods;
   if (methods.empty()) methods.push_back("");  // the configuration's method, else finetune
   clprompt::AccuracyPlot comparison;
   comparison.title = "accuracy over seen tasks after each task";
+  std::vector<std::string> summary_rows;
   for (const auto& method : methods) {
     const auto config = resolve(a, method);
     // "+align" runs get their own directory so they never overwrite the plain method's results.
     const auto name = config.align ? config.method + "+align" : config.method;
-    const auto directory = (std::filesystem::path(a.out) / name).string();
+    const auto directory = (std::filesystem::path(a.out.empty() ? "results" : a.out) / name).string();
     clprompt::ExperimentOutput output{directory, {}};
     if (a.quiet) output.hooks.log = nullptr;
     fmt::print("== {} on {} ({}) ==\n", config.method, config.data.dataset, config.data.root);
@@ -115,13 +153,20 @@ int run(const Arguments& a) {
     fmt::print("wrote {}/results.json, accuracy.svg{} ({:.1f} s, {} threads)\n\n", directory,
                config.save_checkpoint ? ", model.safetensors" : "", results.total_seconds, results.threads);
     comparison.curves.push_back({name, clprompt::average_accuracy_per_task(results.accuracy)});
+    summary_rows.push_back(fmt::format("{:<20} {:>9.2f} {:>11.2f} {:>11} {:>9.1f}", name,
+                                       clprompt::final_average_accuracy(results.accuracy),
+                                       clprompt::average_incremental_accuracy(
+                                           clprompt::average_accuracy_per_task(results.accuracy)),
+                                       forgetting_text(results), results.total_seconds));
     if (comparison.matrix.empty()) {
       comparison.matrix = results.accuracy;
       comparison.title = fmt::format("accuracy over seen tasks after each task (heat map: {})", name);
     }
   }
   if (methods.size() > 1) {
-    const auto path = (std::filesystem::path(a.out) / "comparison.svg").string();
+    fmt::print("{:<20} {:>9} {:>11} {:>11} {:>9}\n", "method", "final acc", "avg inc acc", "forgetting", "time (s)");
+    for (const auto& row : summary_rows) fmt::print("{}\n", row);
+    const auto path = (std::filesystem::path(a.out.empty() ? "results" : a.out) / "comparison.svg").string();
     clprompt::write_accuracy_svg(path, comparison);
     fmt::print("wrote {}\n", path);
   }
@@ -140,6 +185,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (args.command == "run") return run(args);
+    if (args.command == "pretrain") return pretrain(args);
     if (args.command == "config") {
       fmt::print("{}\n", clprompt::write_options(resolve(args, args.methods.empty() ? "" : args.methods.front())).dump(2));
       return 0;

@@ -5,7 +5,8 @@ set -euo pipefail
 CLPROMPT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CLPROMPT_BUILD_DIR=${CLPROMPT_BUILD_DIR:-$CLPROMPT_ROOT/build}
 
-# Everything clprompt needs, from Debian 12. libopenblas0-openmp replaces the reference BLAS
+# Everything clprompt needs, from Debian 12 (fonts-dejavu-core: the glyph tests' fonts;
+# scripts/pretrain.sh adds the pinned pre-training fonts). libopenblas0-openmp replaces the reference BLAS
 # (~3 GFLOP/s) that LibTorch's sgemm calls otherwise (~100 GFLOP/s with OpenBLAS).
 CLPROMPT_PACKAGES=(
   g++ cmake ninja-build pkg-config
@@ -13,6 +14,7 @@ CLPROMPT_PACKAGES=(
   libeigen3-dev libfmt-dev nlohmann-json3-dev zlib1g-dev libstb-dev
   catch2 libbenchmark-dev
   dataset-fashion-mnist
+  fonts-dejavu-core
 )
 
 clprompt_install_packages() {

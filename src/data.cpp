@@ -730,6 +730,9 @@ void ScenarioOptions::validate(const std::string& path) const {
                  fmt::format("expected 0 (all) or a positive count, got {}", train_per_class));
   require_option(test_per_class >= 0, path, "test_per_class",
                  fmt::format("expected 0 (all) or a positive count, got {}", test_per_class));
+  require_option(validation_per_class >= 0, path, "validation_per_class",
+                 fmt::format("expected 0 (evaluate on the test split) or a positive count, got {}",
+                             validation_per_class));
   for (size_t i = 0; i < class_order.size(); ++i)
     require_option(class_order[i] >= 0, path, fmt::format("class_order[{}]", i),
                    fmt::format("expected a class id >= 0, got {}", class_order[i]));
@@ -840,17 +843,46 @@ Scenario::Scenario(std::shared_ptr<const Dataset> train, std::shared_ptr<const D
   }
 
   // Samples, by dataset order within each task.
-  const auto assign = [&](const Dataset& dataset, int64_t per_class, uint64_t stream, auto member) {
-    const std::vector<int64_t> labels = checked_labels(dataset, classes);
-    const std::vector<bool> keep = subsample_per_class(labels, classes, per_class, seed_, stream);
-    for (size_t i = 0; i < labels.size(); ++i) {
-      if (!keep[i]) continue;
-      const int64_t t = task_of_label[static_cast<size_t>(label_map_[static_cast<size_t>(labels[i])])];
-      (tasks_[static_cast<size_t>(t)].*member).push_back(static_cast<int64_t>(i));
+  // `eligible` (when not null) restricts the candidates, e.g. to the images not held out.
+  const auto assign = [&](const std::vector<int64_t>& labels, const std::vector<bool>* eligible, int64_t per_class,
+                          uint64_t stream, auto member) {
+    std::vector<int64_t> candidates, candidate_labels;
+    for (size_t i = 0; i < labels.size(); ++i)
+      if (eligible == nullptr || (*eligible)[i]) {
+        candidates.push_back(static_cast<int64_t>(i));
+        candidate_labels.push_back(labels[i]);
+      }
+    const std::vector<bool> keep = subsample_per_class(candidate_labels, classes, per_class, seed_, stream);
+    std::vector<bool> chosen(labels.size(), false);
+    for (size_t k = 0; k < candidates.size(); ++k) {
+      if (!keep[k]) continue;
+      const int64_t t = task_of_label[static_cast<size_t>(label_map_[static_cast<size_t>(candidate_labels[k])])];
+      (tasks_[static_cast<size_t>(t)].*member).push_back(candidates[k]);
+      chosen[static_cast<size_t>(candidates[k])] = true;
     }
+    return chosen;
   };
-  assign(*train_, options_.train_per_class, train_subsample_stream, &Task::train_indices);
-  assign(*test_, options_.test_per_class, test_subsample_stream, &Task::test_indices);
+  const std::vector<int64_t> train_labels = checked_labels(*train_, classes);
+  if (options_.validation_per_class > 0) {
+    // Model selection without the test split: validation images are carved out of the training
+    // set first and evaluated in place of the test set; training draws from the rest.
+    std::vector<int64_t> per_class_count(static_cast<size_t>(classes), 0);
+    for (int64_t l : train_labels) ++per_class_count[static_cast<size_t>(l)];
+    for (int64_t c = 0; c < classes; ++c)
+      if (per_class_count[static_cast<size_t>(c)] <= options_.validation_per_class)
+        throw ConfigError(field("validation_per_class"),
+                          fmt::format("class {} has {} training images; holding out {} leaves none to train on", c,
+                                      per_class_count[static_cast<size_t>(c)], options_.validation_per_class));
+    auto held = assign(train_labels, nullptr, options_.validation_per_class, validation_subsample_stream,
+                       &Task::test_indices);
+    held.flip();
+    assign(train_labels, &held, options_.train_per_class, train_subsample_stream, &Task::train_indices);
+    test_ = train_;
+    return;
+  }
+  assign(train_labels, nullptr, options_.train_per_class, train_subsample_stream, &Task::train_indices);
+  assign(checked_labels(*test_, classes), nullptr, options_.test_per_class, test_subsample_stream,
+         &Task::test_indices);
 }
 
 const Task& Scenario::task(int64_t t) const {

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -14,16 +15,20 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "clprompt/core/error.hpp"
+#include "clprompt/backbone/builtin_weights.hpp"
 #include "clprompt/io/atomic_file.hpp"
 #include "clprompt/io/safetensors.hpp"
+#include "clprompt/io/sha256.hpp"
 #include "clprompt/io/state_dict.hpp"
 #include "clprompt/io/svg_plot.hpp"
+#include "clprompt_paths.hpp"
 
 // safetensors stores little-endian data and tensors are built over the raw bytes.
 static_assert(std::endian::native == std::endian::little, "clprompt's file formats assume a little-endian host");
@@ -693,6 +698,146 @@ std::string accuracy_svg(const AccuracyPlot& plot) {
 
 void write_accuracy_svg(const std::string& path, const AccuracyPlot& plot) {
   write_text_file_atomically(path, accuracy_svg(plot));
+}
+
+}  // namespace clprompt
+
+// ---- SHA-256 ------------------------------------------------------------------------------
+namespace clprompt {
+namespace detail {
+
+class Sha256 {
+ public:
+  void update(const unsigned char* data, std::size_t size) {
+    for (std::size_t i = 0; i < size; ++i) {
+      block_[fill_++] = data[i];
+      if (fill_ == 64) {
+        compress();
+        fill_ = 0;
+      }
+    }
+    length_ += size;
+  }
+  std::string hex() {
+    const uint64_t bits = length_ * 8;
+    const unsigned char pad = 0x80, zero = 0;
+    update(&pad, 1);
+    while (fill_ != 56) update(&zero, 1);
+    for (int i = 7; i >= 0; --i) {
+      const auto byte = static_cast<unsigned char>(bits >> (8 * i));
+      update(&byte, 1);
+    }
+    std::string out;
+    for (uint32_t word : state_) out += fmt::format("{:08x}", word);
+    return out;
+  }
+
+ private:
+  static uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+  void compress() {
+    static constexpr uint32_t k[64] = {
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+    uint32_t w[64];
+    for (int i = 0; i < 16; ++i)
+      w[i] = uint32_t(block_[4 * i]) << 24 | uint32_t(block_[4 * i + 1]) << 16 | uint32_t(block_[4 * i + 2]) << 8 |
+             uint32_t(block_[4 * i + 3]);
+    for (int i = 16; i < 64; ++i) {
+      const uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
+      const uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
+      w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = state_[0], b = state_[1], c = state_[2], d = state_[3], e = state_[4], f = state_[5],
+             g = state_[6], h = state_[7];
+    for (int i = 0; i < 64; ++i) {
+      const uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
+      const uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+      h = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
+    }
+    state_[0] += a, state_[1] += b, state_[2] += c, state_[3] += d;
+    state_[4] += e, state_[5] += f, state_[6] += g, state_[7] += h;
+  }
+
+  uint32_t state_[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+  unsigned char block_[64] = {};
+  std::size_t fill_ = 0;
+  uint64_t length_ = 0;
+};
+
+}  // namespace detail
+
+std::string sha256_hex(std::string_view bytes) {
+  detail::Sha256 h;
+  h.update(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+  return h.hex();
+}
+
+std::string sha256_file_hex(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw FileError(path, "cannot open the file to hash");
+  detail::Sha256 h;
+  std::vector<char> buffer(1 << 16);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    h.update(reinterpret_cast<const unsigned char*>(buffer.data()), static_cast<std::size_t>(in.gcount()));
+  }
+  if (in.bad()) throw FileError(path, "read error while hashing");
+  return h.hex();
+}
+
+// ---- shipped weights ----------------------------------------------------------------------
+
+const std::vector<BuiltinWeights>& builtin_weights() {
+  static const std::vector<BuiltinWeights> table{
+      {"vit-glyph-d128", "vit-glyph-d128.safetensors",
+       "a05e6a65321f45fa86804192ea10b4fe3b6929435c983ff7f8e489da5b5bdcea",
+       "ViT (28 px, patch 4, D 128, depth 6, 4 heads) pre-trained by `clprompt pretrain` on digits and Latin "
+       "letters rendered from the pinned Debian font packages (docs/pretraining.md)",
+       "bash scripts/pretrain.sh"},
+  };
+  return table;
+}
+
+std::vector<std::string> builtin_weights_search_path() {
+  std::vector<std::string> dirs;
+  if (const char* env = std::getenv("CLPROMPT_MODELS_DIR"); env != nullptr && *env != '\0') dirs.emplace_back(env);
+  dirs.emplace_back(CLPROMPT_INSTALLED_MODELS_DIR);
+  dirs.emplace_back(CLPROMPT_SOURCE_MODELS_DIR);
+  return dirs;
+}
+
+std::string resolve_pretrained_path(const std::string& spec, const std::string& field) {
+  constexpr std::string_view prefix = "builtin:";
+  if (spec.rfind(prefix, 0) != 0) return spec;
+  const auto name = spec.substr(prefix.size());
+  const auto& table = builtin_weights();
+  const auto it = std::find_if(table.begin(), table.end(), [&](const BuiltinWeights& w) { return w.name == name; });
+  if (it == table.end()) {
+    std::vector<std::string> names;
+    for (const auto& w : table) names.push_back("builtin:" + w.name);
+    throw ConfigError(field, fmt::format("unknown shipped weights '{}'; available: {}", spec, fmt::join(names, ", ")));
+  }
+  const auto dirs = builtin_weights_search_path();
+  for (const auto& dir : dirs) {
+    const auto path = (std::filesystem::path(dir) / it->file).string();
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) continue;
+    const auto actual = sha256_file_hex(path);
+    if (actual != it->sha256)
+      throw FileError(path, fmt::format("SHA-256 is {} but {} expects {}: the file is corrupt or from another "
+                                        "version; restore it from git or regenerate it with `{}`",
+                                        actual, spec, it->sha256, it->regenerate));
+    return path;
+  }
+  throw FileError(it->file, fmt::format("shipped weights {} not found in {} (set CLPROMPT_MODELS_DIR, or "
+                                        "regenerate them with `{}`)",
+                                        spec, fmt::join(dirs, ", "), it->regenerate));
 }
 
 }  // namespace clprompt

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "clprompt/backbone/builtin_weights.hpp"
 #include "clprompt/backbone/timm_loader.hpp"
 #include "clprompt/core/seed.hpp"
 #include "clprompt/core/threads.hpp"
@@ -37,8 +38,9 @@ namespace {
 
 /// The embedded default: Split Fashion-MNIST (5 tasks x 2 classes) with a small ViT on the
 /// native 28x28 images (patch 4 -> 49 patches + [CLS]; D 128, 6 layers so that the published
-/// prompt layers 0-4 exist; ~1.2 M parameters). Sized so that `clprompt run` of a method takes
-/// about a minute on 2 cores (docs/benchmarks.md).
+/// prompt layers 0-4 exist; ~1.2 M parameters), initialised from the shipped weights that
+/// `clprompt pretrain` produced on font glyphs (models/, docs/pretraining.md). Sized so that
+/// `clprompt run` of a method takes one to three minutes on 2 cores (docs/results.md).
 RunConfig embedded_default() {
   RunConfig c;
   c.data.dataset = "fashion-mnist";
@@ -52,6 +54,7 @@ RunConfig embedded_default() {
   c.backbone.embed_dim = 128;
   c.backbone.depth = 6;
   c.backbone.num_heads = 4;
+  c.pretrained = "builtin:vit-glyph-d128";
   c.train.optimizer = OptimizerKind::adam;
   c.train.batch_size = 64;
   c.train.epochs = 1;
@@ -245,8 +248,12 @@ Results run_experiment(const RunConfig& config, const ExperimentOutput& output) 
     prefix.notes.push_back("backbone randomly initialised: no pre-trained weights were given (config field "
                            "'pretrained'); prompt methods need a pre-trained backbone to behave as published");
   } else {
-    load_timm_vit(*backbone, config.pretrained);
-    prefix.notes.push_back("backbone initialised from " + config.pretrained);
+    // Shipped weights ("builtin:...") are verified, then take the same timm loader as a user's file.
+    const auto path = resolve_pretrained_path(config.pretrained);
+    load_timm_vit(*backbone, path);
+    prefix.notes.push_back(path == config.pretrained ? "backbone initialised from " + path
+                                                     : fmt::format("backbone initialised from {} ({}, SHA-256 verified)",
+                                                                   config.pretrained, path));
   }
   if (output.hooks.log)
     for (const auto& note : prefix.notes) output.hooks.log("note: " + note);

@@ -132,6 +132,30 @@ TEST_CASE("one seed fixes the class order and the per-class subsample", "[data][
   CHECK(all.task(0).train_indices.size() == 200);
 }
 
+TEST_CASE("a validation split is carved from the training set, disjoint from training", "[data][scenario]") {
+  const auto train = numbered_dataset(10, 20);
+  const auto test = numbered_dataset(10, 10);
+  const clprompt::ScenarioOptions options{.num_tasks = 2, .train_per_class = 12, .validation_per_class = 4};
+  const clprompt::Scenario s(train, test, options, 7);
+  CHECK(&s.test_set() == train.get());  // evaluation reads the held-out training images
+  std::vector<int64_t> held_per_class(10, 0), train_per_class(10, 0);
+  for (int64_t t = 0; t < 2; ++t) {
+    const auto& task = s.task(t);
+    for (int64_t i : task.test_indices) ++held_per_class[static_cast<size_t>(train->label(i))];
+    for (int64_t i : task.train_indices) ++train_per_class[static_cast<size_t>(train->label(i))];
+    for (int64_t i : task.train_indices)
+      CHECK(std::find(task.test_indices.begin(), task.test_indices.end(), i) == task.test_indices.end());
+  }
+  CHECK(held_per_class == std::vector<int64_t>(10, 4));
+  CHECK(train_per_class == std::vector<int64_t>(10, 12));
+  const clprompt::Scenario again(train, test, options, 7);
+  CHECK(again.seen_test_indices(1) == s.seen_test_indices(1));
+  CHECK_THAT(clprompt::test::error_message<clprompt::ConfigError>([&] {
+               (void)clprompt::Scenario(train, test, {.num_tasks = 2, .validation_per_class = 20}, 7, "scenario");
+             }),
+             Catch::Contains("'scenario.validation_per_class'") && Catch::Contains("leaves none"));
+}
+
 TEST_CASE("scenario options that do not fit throw ConfigError naming the field", "[data][scenario]") {
   const auto train = numbered_dataset(10, 2);
   const auto test = numbered_dataset(10, 1);

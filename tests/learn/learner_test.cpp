@@ -185,6 +185,7 @@ TEST_CASE("run_experiment writes results, plot and checkpoint from IDX files", "
 
   Json overrides{{"data", {{"root", dir.path().string()}}},
                  {"backbone", write_options(test::tiny_vit(1))},
+                 {"pretrained", ""},
                  {"scenario", {{"train_per_class", 0}}},
                  {"train", {{"batch_size", 8}}},
                  {"transform", {{"horizontal_flip", false}}}};

@@ -21,6 +21,9 @@ struct ScenarioOptions {
   std::vector<int64_t> class_order{};  ///< an explicit order (original class ids) overrides
   int64_t train_per_class = 0;        ///< 0 = all; else a seeded subsample per class
   int64_t test_per_class = 0;
+  /// > 0: hold out this many training images per class as a validation split and evaluate on it
+  /// instead of the test split (for tuning); training then draws from the remaining images.
+  int64_t validation_per_class = 0;
 
   static constexpr auto fields() {
     return std::tuple{field("num_tasks", &ScenarioOptions::num_tasks),
@@ -28,7 +31,8 @@ struct ScenarioOptions {
                       field("shuffle_classes", &ScenarioOptions::shuffle_classes),
                       field("class_order", &ScenarioOptions::class_order),
                       field("train_per_class", &ScenarioOptions::train_per_class),
-                      field("test_per_class", &ScenarioOptions::test_per_class)};
+                      field("test_per_class", &ScenarioOptions::test_per_class),
+                      field("validation_per_class", &ScenarioOptions::validation_per_class)};
   }
   /// Checks what can be checked without the dataset; Scenario checks the rest.
   void validate(const std::string& path) const;
@@ -48,6 +52,7 @@ class Scenario {
   /// Streams of make_generator(seed, stream) used for the per-class subsamples.
   static constexpr uint64_t train_subsample_stream = 0x5C0001;
   static constexpr uint64_t test_subsample_stream = 0x5C0002;
+  static constexpr uint64_t validation_subsample_stream = 0x5C0003;
 
   /// Throws ConfigError (fields named under `options_path`) when the options do not fit the
   /// datasets, e.g. classes that do not split into equal tasks or a class_order that is not a
@@ -67,7 +72,8 @@ class Scenario {
   const std::vector<int64_t>& label_map() const { return label_map_; }
   /// Class names in incremental-label order.
   std::vector<std::string> class_names() const;
-  /// Test indices of tasks 0..t (what is evaluated after learning task t), ascending.
+  /// Test indices of tasks 0..t (what is evaluated after learning task t), ascending. With
+  /// validation_per_class they index the validation images in the train set (= test_set()).
   std::vector<int64_t> seen_test_indices(int64_t t) const;
 
   const Dataset& train_set() const { return *train_; }

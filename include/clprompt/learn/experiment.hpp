@@ -49,7 +49,8 @@ struct RunConfig {
   ScenarioOptions scenario;
   TransformOptions transform;
   ViTOptions backbone;
-  /// timm ViT safetensors to initialise the backbone from; empty: random initialisation.
+  /// timm ViT safetensors to initialise the backbone from: a path, "builtin:<name>" for weights
+  /// shipped in models/ (verified by SHA-256), or empty for a random initialisation.
   std::string pretrained;
   TrainOptions train;
   /// Options of the method's policies, e.g. {"head": {"mask_other_tasks": true}}.
