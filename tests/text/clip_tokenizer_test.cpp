@@ -2,6 +2,7 @@
 // Expected values were derived by hand from CLIP's algorithm (and cross-checked against a
 // Python re-implementation of simple_tokenizer.py using the `regex` module).
 #include "clprompt/text/clip_tokenizer.hpp"
+#include "test_util.hpp"
 
 #include <zlib.h>
 
@@ -27,24 +28,7 @@ using clprompt::TokenizerError;
 using Strings = std::vector<std::string>;
 using Ids = std::vector<int64_t>;
 
-// A fresh directory removed at scope exit (tests/test_util.hpp has one too, but pulls LibTorch).
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = std::filesystem::temp_directory_path() /
-            ("clprompt-tok-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using clprompt::test::TempDir;
 
 // Merges by rank; the symbols are bytes_to_unicode code points (ASCII letters map to
 // themselves, é's bytes C3 A9 to "Ã" "©"). Ids: 512 + rank, then sot 529, eot 530.
@@ -110,12 +94,7 @@ ClipTokenizer openai_tokenizer(const TempDir& dir, clprompt::ClipTokenizerOption
 
 template <class F>
 std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const TokenizerError& e) {
-    return e.what();
-  }
-  return "no error";
+  return clprompt::test::error_message<TokenizerError>(std::forward<F>(f));
 }
 
 }  // namespace
