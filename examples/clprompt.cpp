@@ -137,6 +137,7 @@ int pretrain(const Arguments& a) {
 int run(const Arguments& a) {
   auto methods = a.methods;
   if (methods.empty()) methods.push_back("");  // the configuration's method, else finetune
+  const std::string out = a.out.empty() ? "results" : a.out;
   clprompt::AccuracyPlot comparison;
   comparison.title = "accuracy over seen tasks after each task";
   std::vector<std::string> summary_rows;
@@ -144,7 +145,7 @@ int run(const Arguments& a) {
     const auto config = resolve(a, method);
     // "+align" runs get their own directory so they never overwrite the plain method's results.
     const auto name = config.align ? config.method + "+align" : config.method;
-    const auto directory = (std::filesystem::path(a.out.empty() ? "results" : a.out) / name).string();
+    const auto directory = (std::filesystem::path(out) / name).string();
     clprompt::ExperimentOutput output{directory, {}};
     if (a.quiet) output.hooks.log = nullptr;
     fmt::print("== {} on {} ({}) ==\n", config.method, config.data.dataset, config.data.root);
@@ -166,7 +167,7 @@ int run(const Arguments& a) {
   if (methods.size() > 1) {
     fmt::print("{:<20} {:>9} {:>11} {:>11} {:>9}\n", "method", "final acc", "avg inc acc", "forgetting", "time (s)");
     for (const auto& row : summary_rows) fmt::print("{}\n", row);
-    const auto path = (std::filesystem::path(a.out.empty() ? "results" : a.out) / "comparison.svg").string();
+    const auto path = (std::filesystem::path(out) / "comparison.svg").string();
     clprompt::write_accuracy_svg(path, comparison);
     fmt::print("wrote {}\n", path);
   }

@@ -213,8 +213,8 @@ PretrainResult pretrain(const PretrainConfig& config, const std::string& out_dir
       throw FileError(state_path, "not a clprompt pretrain checkpoint (metadata clprompt.pretrain.* missing)");
     const auto saved = Json::parse(meta.at("clprompt.pretrain.config"), nullptr, false);
     if (saved.is_discarded()) throw FileError(state_path, "metadata clprompt.pretrain.config is not valid JSON");
-    auto saved_config = saved;
-    for (const char* k : {"threads", "device", "checkpoint_every", "validate_every"}) saved_config.erase(k);
+    // save_state() stores comparable(config), so both sides leave out the fields that may change.
+    const auto& saved_config = saved;
     if (const auto field = first_difference(saved_config, comparable(config), ""); !field.empty())
       throw ConfigError(field, fmt::format("differs from the checkpoint {} (checkpoint: {}); resume with the same "
                                            "configuration or start a new output directory",
@@ -379,7 +379,6 @@ PretrainResult pretrain(const PretrainConfig& config, const std::string& out_dir
                        {"clprompt.pretrain.classes", config.glyphs.charset},
                        {"clprompt.pretrain.validation_accuracy", fmt::format("{:.2f}", val_acc)}});
     result.weights_path = weights_path;
-    if (!fs::exists(report_path)) write_report(val_acc, true);
     log(fmt::format("pretrain: wrote {} (held-out font accuracy {:.2f}%, {:.0f} s in all)", weights_path, val_acc,
                     elapsed()));
   }
