@@ -5,8 +5,12 @@
 //                       value, 5 tokens each); G-prompt of layers 0-1 broadcast (a view)
 //   coda  AttentionDecomposed: 50 active components (task 4: [0, 50) of 100), per layer 0-4
 //                       weights [B, 50] and the weighted sum of [50, 8, D] components
-// against the same operation written naively, one sample at a time (`naive`), and for CODA the
-// batched form of the reference's einsum that materialises q ⊙ A as [B, f, D] (`einsum`).
+//   star  PrototypeKeys (STAR-Prompt's second level): 50 seen classes, CLIP query and keys of
+//                       width 512 (ViT-B/16 CLIP), in all 12 layers w [B, 50] = 5 cos(q ⊙
+//                       softmax(a_c), key_c), arg-max, residual w · p [B, D]
+// against the same operation written naively, one sample at a time (`naive`), and for CODA and
+// STAR the batched form of the reference's einsum that materialises q ⊙ A as [B, f, D] or
+// q ⊙ softmax(a) as [B, 50, 512] (`einsum`).
 // Batch sizes {1, 8, 32, 128, 256} x D {192, 768}.
 //
 // Counters, as rates (GFLOP = GFLOP/s, GB = GB/s; useful work per call, the same for every variant):
@@ -15,6 +19,8 @@
 //   GB/s     bytes (float32) that must move: query, keys, and for L2P/DualPrompt the gathered
 //            prompts read once and written once (their selection is memory-bound: ~0.1 flop/byte);
 //            for CODA the active P, K, A read once and the [B, L, D] prompt written once.
+//            STAR per layer 4·B·C·K (two [B, K] x [K, C] products) + 2·B·C·D (weights x prompts);
+//            bytes: a, keys, p read once, the [B, D] residual written, per layer.
 // Run:  build/bin/bench_prompt_selection --benchmark_min_time=0.2
 //       (benchmarks/compare_prompt_selection.sh puts it next to a PyTorch implementation.)
 #include <benchmark/benchmark.h>
@@ -27,6 +33,7 @@
 #include "clprompt/selector/attention_decomposed.hpp"
 #include "clprompt/selector/dualprompt.hpp"
 #include "clprompt/selector/key_query_pool.hpp"
+#include "clprompt/selector/prototype_keys.hpp"
 
 namespace {
 
@@ -182,6 +189,51 @@ Prompts coda_einsum(AttentionDecomposed& s, const at::Tensor& q) {
   return p;
 }
 
+// ---- STAR-Prompt (PrototypeKeys) ---------------------------------------------------------
+
+constexpr int64_t kClipDim = 512;
+
+/// Fixed random unit keys, matched against a [B, 512] query (a stand-in for CLIP).
+struct RandomKeys : torch::nn::Module {
+  static constexpr bool uses_backbone_query = false;
+  int64_t key_dim() const { return kClipDim; }
+  void begin_task(const TaskContext&) {}
+  at::Tensor prototypes(const TaskContext& ctx, const FeatureStream&) {
+    auto k = at::randn({ctx.task_classes(), kClipDim});
+    return k / k.norm(2, {1}, true);
+  }
+  std::string description() const { return "random keys"; }
+  at::Tensor query(const at::Tensor& images) { return images; }
+};
+using StarSelector = PrototypeKeys<RandomKeys>;
+
+Work star_work(double B, double D) {
+  const double C = (kTask + 1) * 10, K = kClipDim, layers = 12;
+  return {layers * (4 * B * C * K + 2 * B * C * D), layers * 4 * (2 * C * K + C * D + B * D) + 4 * B * K};
+}
+
+/// The reference's computation batched (second_stage_model.py compute_maps): q ⊙ softmax(a)
+/// materialised as [B, C, K], normalised, dotted with the keys; then the arg-max's w · p.
+Prompts star_einsum(StarSelector& s, const at::Tensor& q) {
+  const auto ctx = eval_context();
+  const auto keys = s.keys(ctx);
+  auto params = s.named_parameters();
+  Prompts p;
+  for (int64_t l = 0; l < 12; ++l) {
+    std::vector<at::Tensor> P, A;
+    for (int64_t t = 0; t <= kTask; ++t) {
+      P.push_back(params[fmt::format("p_{}", t)][l]);
+      A.push_back(params[fmt::format("a_{}", t)][l]);
+    }
+    auto qa = at::einsum("bk,ck->bck", {q, at::cat(A).softmax(1)});
+    qa = qa / qa.norm(2, {2}, true).clamp_min(1e-12);
+    auto w = 5.0 * at::einsum("bck,ck->bc", {qa, keys});
+    auto [value, index] = w.max(1);
+    p.add_value_residual(l, value.unsqueeze(1) * at::cat(P).index_select(0, index));
+  }
+  return p;
+}
+
 // ---- the benchmark loop -------------------------------------------------------------------
 
 /// The naive variants must compute what select() does (checked once before timing).
@@ -194,7 +246,8 @@ bool same(const Prompts& a, const Prompts& b) {
     return false;
   for (std::size_t i = 0; i < a.layers.size(); ++i)
     if (!close(a.layers[i].key_prefix, b.layers[i].key_prefix) ||
-        !close(a.layers[i].value_prefix, b.layers[i].value_prefix))
+        !close(a.layers[i].value_prefix, b.layers[i].value_prefix) ||
+        !close(a.layers[i].value_residual, b.layers[i].value_residual))
       return false;
   return true;
 }
@@ -227,6 +280,32 @@ void run(benchmark::State& state, const std::function<Work(const typename S::Opt
   state.counters["threads"] = at::get_num_threads();
 }
 
+void run_star(benchmark::State& state, bool einsum) {
+  configure_threads();
+  at::manual_seed(0);
+  const int64_t B = state.range(0), D = state.range(1);
+  StarSelector selector({}, dims_for(D), std::make_shared<RandomKeys>());
+  for (int64_t t = 0; t <= kTask; ++t) {
+    const auto ctx = TaskContext::for_task(t, kTasks, std::vector<int64_t>(kTasks, 10), true);
+    selector.begin_task(ctx);
+    selector.prepare_task(ctx, [](const FeatureVisitor&) {});
+    selector.end_task(ctx);
+  }
+  auto q = at::randn({B, kClipDim});
+  const auto ctx = eval_context();
+  at::NoGradGuard no_grad;
+  if (einsum && !same(star_einsum(selector, q), selector.select(q, ctx).prompts)) {
+    state.SkipWithError("the einsum variant's residuals differ from select()'s");
+    return;
+  }
+  for (auto _ : state) {
+    if (einsum) benchmark::DoNotOptimize(star_einsum(selector, q));
+    else benchmark::DoNotOptimize(selector.select(q, ctx));
+  }
+  report(state, star_work(static_cast<double>(B), static_cast<double>(D)));
+  state.counters["threads"] = at::get_num_threads();
+}
+
 void register_all() {
   const std::vector<std::vector<int64_t>> sizes{{1, 8, 32, 128, 256}, {192, 768}};
   auto add = [&](const std::string& name, auto fn) {
@@ -240,6 +319,8 @@ void register_all() {
   add("coda/impl", [](benchmark::State& st) { run<AttentionDecomposed>(st, coda_work, {}); });
   add("coda/einsum", [](benchmark::State& st) { run<AttentionDecomposed>(st, coda_work, coda_einsum); });
   add("coda/naive", [](benchmark::State& st) { run<AttentionDecomposed>(st, coda_work, coda_naive); });
+  add("star/impl", [](benchmark::State& st) { run_star(st, false); });
+  add("star/einsum", [](benchmark::State& st) { run_star(st, true); });
 }
 
 }  // namespace

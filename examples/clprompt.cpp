@@ -24,7 +24,8 @@
 namespace {
 
 constexpr const char* kUsage = R"(usage:
-  clprompt run [--method NAME[,NAME...]] [--config FILE.json] [--set FIELD=VALUE]... [--align] [--out DIR] [--quiet]
+  clprompt run [--method NAME[,NAME...]] [--config FILE.json] [--set FIELD=VALUE]... [--align] [--clip DIR]
+               [--out DIR] [--quiet]
   clprompt config [--method NAME] [--config FILE.json] [--set FIELD=VALUE]...
   clprompt methods
   clprompt pretrain [--config FILE.json] [--set FIELD=VALUE]... [--out DIR] [--resume] [--print-config]
@@ -42,6 +43,10 @@ pretrain pre-trains the embedded default's ViT on glyphs rendered from the insta
 
 --align adds SLCA's classifier alignment to the method (= --set align=true; options under
 method_options.head.alignment and .logit_norm), e.g. clprompt run --method coda-prompt --align.
+--clip DIR gives star-prompt its CLIP (= --set clip=DIR): a directory with the weights (model.safetensors
+from Hugging Face's openai/clip-vit-base-patch16, or an open_clip/OpenAI-named *.safetensors) and the
+tokenizer (vocab.json + merges.txt, or bpe_simple_vocab_16e6.txt.gz). Without it star-prompt runs with
+class-mean prototypes of the backbone and reports as star-prompt-fallback.
 --set takes a dotted field path and a JSON value, e.g. --set train.lr=0.01 --set scenario.num_tasks=10.
 The thread count is config field 'threads' (0: $OMP_NUM_THREADS, else all cores).
 )";
@@ -77,6 +82,8 @@ Arguments parse(int argc, char** argv) {
       a.overrides.push_back(value());
     } else if (arg == "--out") {
       a.out = value();
+    } else if (arg == "--clip") {
+      a.overrides.push_back("clip=" + clprompt::Json(value()).dump());
     } else if (arg == "--align") {
       a.overrides.push_back("align=true");
     } else if (arg == "--resume") {
@@ -143,8 +150,8 @@ int run(const Arguments& a) {
   std::vector<std::string> summary_rows;
   for (const auto& method : methods) {
     const auto config = resolve(a, method);
-    // "+align" runs get their own directory so they never overwrite the plain method's results.
-    const auto name = config.align ? config.method + "+align" : config.method;
+    // "+align" and fallback runs get their own directory so they never overwrite the method's results.
+    const auto name = clprompt::run_name(config);
     const auto directory = (std::filesystem::path(out) / name).string();
     clprompt::ExperimentOutput output{directory, {}};
     if (a.quiet) output.hooks.log = nullptr;

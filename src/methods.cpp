@@ -21,6 +21,8 @@
 #include "clprompt/methods/dualprompt.hpp"
 #include "clprompt/methods/l2p.hpp"
 #include "clprompt/methods/slca.hpp"
+#include "clprompt/methods/star_prompt.hpp"
+#include "clprompt/backbone/clip_loader.hpp"
 
 namespace clprompt {
 
@@ -33,6 +35,9 @@ template class ContinualModel<VisionTransformer, NoPrompts, SLCAHead>;
 template class ContinualModel<VisionTransformer, KeyQueryPool, SLCAHead>;
 template class ContinualModel<VisionTransformer, DualPrompt, SLCAHead>;
 template class ContinualModel<VisionTransformer, AttentionDecomposed, SLCAHead>;
+// STAR-Prompt, with CLIP and with the class-mean fallback.
+template class ContinualModel<VisionTransformer, PrototypeKeys<ClipTextPrototypes>, SLCAHead>;
+template class ContinualModel<VisionTransformer, PrototypeKeys<ClassMeanPrototypes>, SLCAHead>;
 
 namespace {
 
@@ -80,6 +85,8 @@ const std::map<std::string, std::string>& method_table() {
       {"dualprompt", "DualPrompt (ECCV'22): G-prompt + task-keyed E-prompts, prefix tuning"},
       {"coda-prompt", "CODA-Prompt (CVPR'23): attention-weighted prompt components, prefix tuning"},
       {"slca", "SLCA (ICCV'23): slow-learned ViT, per-task linear heads, classifier alignment on class statistics"},
+      {"star-prompt", "STAR-Prompt (ECCV'24): CLIP text prototypes key per-class residual prompts (--clip DIR; "
+                      "without it: class-mean keys, reported as star-prompt-fallback)"},
   };
   return table;
 }
@@ -187,6 +194,14 @@ RunConfig default_config(const std::string& method) {
     // SLCA's learning rates are fixed (not scaled with the batch); alignment keeps its 5 epochs.
     c.train = scaled_recipe(slca_train_options(), /*scale_lr_with_batch=*/false);
     c.method_options = Json{{"head", write_options(SLCAHeadOptions{})}};
+  } else if (method == "star-prompt") {
+    // Both levels get the scaled epoch budget (the reference's first_stage_epochs = n_epochs).
+    c.train = scaled_recipe(star_prompt_train_options(), /*scale_lr_with_batch=*/false);
+    ClipPrototypeOptions source;
+    source.epochs = c.train.epochs;
+    c.method_options = Json{{"selector", write_options(PrototypeKeysOptions{})},
+                            {"source", write_options(source)},
+                            {"head", write_options(star_prompt_head_options())}};
   }
   return c;
 }
@@ -258,14 +273,19 @@ Results run_experiment(const RunConfig& config, const ExperimentOutput& output) 
   if (output.hooks.log)
     for (const auto& note : prefix.notes) output.hooks.log("note: " + note);
 
-  const Json head_json = parse_section(config.method_options, "head", {"head", "selector"});
-  const auto selector_json = parse_section(config.method_options, "selector", {"head", "selector"});
+  const bool star = config.method == "star-prompt";
+  const std::set<std::string> sections =
+      star ? std::set<std::string>{"head", "selector", "source"} : std::set<std::string>{"head", "selector"};
+  const Json head_json = parse_section(config.method_options, "head", sections);
+  const auto selector_json = parse_section(config.method_options, "selector", sections);
+  if (!star && !config.clip.empty())
+    throw ConfigError("clip", fmt::format("only star-prompt uses CLIP; {} does not", config.method));
   auto selector = [&]<class Options>(Options options) {
     read_options(selector_json, options, "method_options.selector");
     return options;
   };
-  const bool aligned = config.align || config.method == "slca";
-  if (aligned) prefix.method = config.method == "slca" ? config.method : config.method + "+align";
+  const bool aligned = config.align || config.method == "slca" || star;
+  prefix.method = run_name(config);
   // With alignment the head is SLCAHead (method_options.head: the linear head's fields plus
   // "logit_norm" and "alignment"), otherwise LinearHead.
   const auto head = aligned ? LinearHeadOptions{} : options_from_json<LinearHeadOptions>(head_json, "method_options.head");
@@ -290,6 +310,30 @@ Results run_experiment(const RunConfig& config, const ExperimentOutput& output) 
                                                  : LearningRole::frozen;
     return build(std::make_shared<NoPrompts>(), roles);
   }
+  if (star) {
+    ParameterRoles frozen_backbone;
+    frozen_backbone.backbone = LearningRole::frozen;
+    const auto keys = selector(PrototypeKeysOptions{});
+    if (config.clip.empty()) {
+      auto source = std::make_shared<ClassMeanPrototypes>(dims);
+      prefix.notes.push_back("prototype source: " + source->description());
+      if (output.hooks.log) output.hooks.log("note: " + prefix.notes.back());
+      return build(std::make_shared<PrototypeKeys<ClassMeanPrototypes>>(keys, dims, std::move(source)), frozen_backbone);
+    }
+    auto clip = load_clip_directory(config.clip);
+    auto source_options =
+        options_from_json<ClipPrototypeOptions>(parse_section(config.method_options, "source", sections),
+                                                "method_options.source");
+    source_options.input_mean = config.transform.mean;
+    source_options.input_std = config.transform.std;
+    auto source = std::make_shared<ClipTextPrototypes>(source_options, clip.model, clip.tokenizer,
+                                                       scenario.class_names());
+    prefix.notes.push_back(fmt::format("prototype source: {}; CLIP weights {} ({} names)", source->description(),
+                                       clip.files.weights,
+                                       clip.naming == ClipNaming::huggingface ? "Hugging Face" : "OpenAI/open_clip"));
+    if (output.hooks.log) output.hooks.log("note: " + prefix.notes.back());
+    return build(std::make_shared<PrototypeKeys<ClipTextPrototypes>>(keys, dims, std::move(source)), frozen_backbone);
+  }
   if (config.method == "l2p") return build(std::make_shared<KeyQueryPool>(selector(KeyQueryPool::Options{}), dims), {});
   if (config.method == "dualprompt")
     return build(std::make_shared<DualPrompt>(selector(DualPrompt::Options{}), dims), {});
@@ -299,6 +343,12 @@ Results run_experiment(const RunConfig& config, const ExperimentOutput& output) 
     return build(std::make_shared<AttentionDecomposed>(selector(defaults), dims), {});
   }
   throw ConfigError("method", fmt::format("unknown method '{}'", config.method));
+}
+
+std::string run_name(const RunConfig& config) {
+  if (config.method == "star-prompt") return config.clip.empty() ? "star-prompt-fallback" : "star-prompt";
+  if (config.method == "slca" || !config.align) return config.method;
+  return config.method + "+align";
 }
 
 std::string format_summary(const Results& r) {

@@ -2,11 +2,17 @@
 // Helpers shared by the tests.
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <unistd.h>
 
 #include "clprompt/backbone/vit.hpp"
+#include "clprompt/core/seed.hpp"
+#include "clprompt/data/dataset.hpp"
+#include "clprompt/data/idx.hpp"
 #include "clprompt/model/task_context.hpp"
 
 namespace clprompt::test {
@@ -62,6 +68,41 @@ std::string error_message(F&& f) {
     return e.what();
   }
   return "no error";
+}
+
+/// 8x8 grey images whose class is visible in every patch: class c is its own random texture
+/// plus noise. (Neither position nor brightness alone would do: a randomly initialised ViT's
+/// [CLS] averages over positions, and its final LayerNorm removes a global scale.)
+inline std::shared_ptr<TensorDataset> texture_classes(int64_t classes, int64_t per_class, uint64_t seed) {
+  auto textures = at::randint(0, 200, {classes, 1, 8, 8}, make_generator(99, 0), at::TensorOptions().dtype(at::kLong));
+  auto noise = at::randint(0, 40, {classes * per_class, 1, 8, 8}, make_generator(seed, 0),
+                           at::TensorOptions().dtype(at::kLong));
+  auto labels = at::arange(classes, at::kLong).repeat_interleave(per_class);
+  auto images = (textures.index_select(0, labels) + noise).to(at::kByte);
+  return std::make_shared<TensorDataset>(images, labels);
+}
+
+/// Writes `d` as <directory>/<stem>-images-idx3-ubyte.gz and -labels-idx1-ubyte.gz, the
+/// Fashion-MNIST file layout (stem "train" or "t10k").
+inline void write_idx_files(const std::string& directory, const std::string& stem, const TensorDataset& d) {
+  const auto images = d.all_images().squeeze(1).contiguous();
+  const int64_t n = images.size(0);
+  std::vector<uint8_t> img{0, 0, 8, 3}, lab{0, 0, 8, 1};
+  auto be32 = [](std::vector<uint8_t>& v, uint32_t x) {
+    for (int s = 24; s >= 0; s -= 8) v.push_back(static_cast<uint8_t>(x >> s));
+  };
+  be32(img, static_cast<uint32_t>(n));
+  be32(img, static_cast<uint32_t>(images.size(1)));
+  be32(img, static_cast<uint32_t>(images.size(2)));
+  be32(lab, static_cast<uint32_t>(n));
+  img.insert(img.end(), images.data_ptr<uint8_t>(), images.data_ptr<uint8_t>() + images.numel());
+  const auto labels = d.all_labels().to(at::kByte).contiguous();
+  lab.insert(lab.end(), labels.data_ptr<uint8_t>(), labels.data_ptr<uint8_t>() + labels.numel());
+  for (auto& [suffix, bytes] : {std::pair{"images-idx3-ubyte.gz", img}, std::pair{"labels-idx1-ubyte.gz", lab}}) {
+    auto gz = clprompt::detail::gzip_compress(bytes);
+    std::ofstream((std::filesystem::path(directory) / (stem + "-" + suffix)).string(), std::ios::binary)
+        .write(reinterpret_cast<const char*>(gz.data()), static_cast<std::streamsize>(gz.size()));
+  }
 }
 
 }  // namespace clprompt::test

@@ -17,17 +17,7 @@ using namespace clprompt;
 
 namespace {
 
-// Images whose class is visible in every patch: class c is its own random 8x8 texture plus
-// noise. (Neither position nor brightness alone would do: a randomly initialised ViT's [CLS]
-// averages over positions, and its final LayerNorm removes a global scale.)
-std::shared_ptr<TensorDataset> texture_classes(int64_t classes, int64_t per_class, uint64_t seed) {
-  auto textures = at::randint(0, 200, {classes, 1, 8, 8}, make_generator(99, 0), at::TensorOptions().dtype(at::kLong));
-  auto noise = at::randint(0, 40, {classes * per_class, 1, 8, 8}, make_generator(seed, 0),
-                           at::TensorOptions().dtype(at::kLong));
-  auto labels = at::arange(classes, at::kLong).repeat_interleave(per_class);
-  auto images = (textures.index_select(0, labels) + noise).to(at::kByte);
-  return std::make_shared<TensorDataset>(images, labels);
-}
+using test::texture_classes;
 
 // A head whose loss is NaN, to check that divergence is caught and named.
 struct NanHead : LinearHead {
@@ -160,28 +150,8 @@ TEST_CASE("configurations resolve over the method's defaults and name bad fields
 TEST_CASE("run_experiment writes results, plot and checkpoint from IDX files", "[learn][experiment]") {
   test::TempDir dir;
   // A tiny data set in the Fashion-MNIST file layout (gzip IDX), classes drawn as patches.
-  auto write_idx = [&](const std::string& stem, const TensorDataset& d) {
-    const auto images = d.all_images().squeeze(1).contiguous();
-    const int64_t n = images.size(0);
-    std::vector<uint8_t> img{0, 0, 8, 3}, lab{0, 0, 8, 1};
-    auto be32 = [](std::vector<uint8_t>& v, uint32_t x) {
-      for (int s = 24; s >= 0; s -= 8) v.push_back(static_cast<uint8_t>(x >> s));
-    };
-    be32(img, static_cast<uint32_t>(n));
-    be32(img, 8);
-    be32(img, 8);
-    be32(lab, static_cast<uint32_t>(n));
-    img.insert(img.end(), images.data_ptr<uint8_t>(), images.data_ptr<uint8_t>() + images.numel());
-    const auto labels = d.all_labels().to(at::kByte).contiguous();
-    lab.insert(lab.end(), labels.data_ptr<uint8_t>(), labels.data_ptr<uint8_t>() + labels.numel());
-    for (auto& [suffix, bytes] : {std::pair{"images-idx3-ubyte.gz", img}, std::pair{"labels-idx1-ubyte.gz", lab}}) {
-      auto gz = clprompt::detail::gzip_compress(bytes);
-      std::ofstream(dir.file(stem + "-" + suffix), std::ios::binary).write(reinterpret_cast<const char*>(gz.data()),
-                                                                          static_cast<std::streamsize>(gz.size()));
-    }
-  };
-  write_idx("train", *texture_classes(10, 6, 1));
-  write_idx("t10k", *texture_classes(10, 3, 2));
+  test::write_idx_files(dir.str(), "train", *texture_classes(10, 6, 1));
+  test::write_idx_files(dir.str(), "t10k", *texture_classes(10, 3, 2));
 
   Json overrides{{"data", {{"root", dir.path().string()}}},
                  {"backbone", write_options(test::tiny_vit(1))},

@@ -3,6 +3,7 @@
 // Python re-implementation of simple_tokenizer.py using the `regex` module).
 #include "clprompt/text/clip_tokenizer.hpp"
 #include "test_util.hpp"
+#include "text/tiny_vocab.hpp"
 
 #include <zlib.h>
 
@@ -30,62 +31,15 @@ using Ids = std::vector<int64_t>;
 
 using clprompt::test::TempDir;
 
-// Merges by rank; the symbols are bytes_to_unicode code points (ASCII letters map to
-// themselves, é's bytes C3 A9 to "Ã" "©"). Ids: 512 + rank, then sot 529, eot 530.
-const Strings kMerges = {
-    "h e",         // 512 he
-    "l l",         // 513 ll: inside a word only; "l l</w>" is a different pair
-    "he ll",       // 514 hell
-    "hell o</w>",  // 515 hello</w>
-    "b c</w>",     // 516 bc</w>: ranks before "a b", so "abc" -> a bc</w>, not ab c</w>
-    "a b",         // 517 ab
-    "d o",         // 518 do
-    "do n</w>",    // 519 don</w>
-    "' t</w>",     // 520 't</w>
-    "i t</w>",     // 521 it</w>
-    "w e</w>",     // 522 we</w>
-    "! !",         // 523 !!
-    "!! !!",       // 524 !!!!
-    "Ã ©</w>",     // 525 é</w>
-    "c a",         // 526 ca
-    "ca f",        // 527 caf
-    "caf Ã©</w>",  // 528 café</w>
-};
-constexpr int64_t kSot = 529, kEot = 530, kHello = 515;
+using clprompt::test::clip_vocab;
+using clprompt::test::merges_text;
+using clprompt::test::write_gzip;
+using clprompt::test::write_text;
+using clprompt::test::write_vocab_json;
 
-std::string merges_text(const Strings& merges) {
-  std::string text = "#version: 0.2\n";
-  for (const auto& m : merges) text += m + "\n";
-  return text;
-}
-
-void write_text(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
-
-void write_gzip(const std::string& path, const std::string& text) {
-  gzFile f = gzopen(path.c_str(), "wb");
-  REQUIRE(f != nullptr);
-  REQUIRE(gzwrite(f, text.data(), static_cast<unsigned>(text.size())) == static_cast<int>(text.size()));
-  REQUIRE(gzclose(f) == Z_OK);
-}
-
-// CLIP's vocabulary for `merges`, in id order (the layout from_openai_bpe builds).
-Strings clip_vocab(const Strings& merges) {
-  std::vector<char32_t> symbols = clprompt::detail::bytes_to_unicode();
-  std::sort(symbols.begin(), symbols.end());
-  Strings vocab;
-  for (char32_t cp : symbols) clprompt::detail::utf8_append(vocab.emplace_back(), cp);
-  for (std::size_t i = 0; i < 256; ++i) vocab.push_back(vocab[i] + "</w>");
-  for (const auto& m : merges) vocab.push_back(m.substr(0, m.find(' ')) + m.substr(m.find(' ') + 1));
-  vocab.push_back("<|startoftext|>");
-  vocab.push_back("<|endoftext|>");
-  return vocab;
-}
-
-void write_vocab_json(const std::string& path, const Strings& vocab) {
-  nlohmann::json json = nlohmann::json::object();
-  for (std::size_t i = 0; i < vocab.size(); ++i) json[vocab[i]] = i;
-  write_text(path, json.dump());
-}
+// The shared tiny vocabulary (tiny_vocab.hpp): ids 512 + merge rank, then sot 529, eot 530.
+const Strings& kMerges = clprompt::test::kTinyMerges;
+constexpr int64_t kSot = clprompt::test::kTinySot, kEot = clprompt::test::kTinyEot, kHello = 515;
 
 ClipTokenizer openai_tokenizer(const TempDir& dir, clprompt::ClipTokenizerOptions options = {}) {
   write_gzip(dir / "bpe.txt.gz", merges_text(kMerges));

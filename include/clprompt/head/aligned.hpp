@@ -10,7 +10,8 @@
 //      N(mu_c * (1 - mean_shrink + mean_shrink * (t_c + 1) / (t_now + 1)), Sigma_c)   [0.9 + 0.1 (t_c+1)/(t_now+1)]
 //      shuffles them and iterates in batches of `batch_size`, with the wrapped head's
 //      alignment_loss (LogitNormalized: normalised logits) or else plain cross-entropy over all
-//      seen classes.
+//      seen classes. STAR-Prompt's alignment is the same loop with its own settings
+//      (methods/star_prompt.hpp: 10 + 5 t epochs, SGD lr 0.001 without momentum, no schedule).
 // SLCA backs the classifier up before CA and restores it after the task's evaluation
 // (fc.backup() / fc.recall() in after_task): the aligned classifier is used to evaluate, the
 // next task trains from the un-aligned one. `restore_after_task` (default true) does the same at
@@ -38,6 +39,8 @@ namespace clprompt {
 
 struct AlignmentOptions {
   int64_t epochs = 5;               ///< SLCA ca_epochs (0 disables alignment; statistics are still kept)
+  int64_t epochs_per_task = 0;      ///< extra epochs per task index: epochs + t · this (STAR-Prompt: 10 + 5 t)
+  bool cosine = true;               ///< cosine learning-rate decay over the epochs (SLCA); false: constant
   double lr = 0.01;
   double momentum = 0.9;
   double weight_decay = 5e-4;
@@ -49,7 +52,9 @@ struct AlignmentOptions {
   ClassStatisticsOptions statistics;
 
   static constexpr auto fields() {
-    return std::tuple{field("epochs", &AlignmentOptions::epochs), field("lr", &AlignmentOptions::lr),
+    return std::tuple{field("epochs", &AlignmentOptions::epochs),
+                      field("epochs_per_task", &AlignmentOptions::epochs_per_task),
+                      field("cosine", &AlignmentOptions::cosine), field("lr", &AlignmentOptions::lr),
                       field("momentum", &AlignmentOptions::momentum),
                       field("weight_decay", &AlignmentOptions::weight_decay),
                       field("samples_per_class", &AlignmentOptions::samples_per_class),
@@ -60,6 +65,7 @@ struct AlignmentOptions {
   }
   void validate(const std::string& path) const {
     require_option(epochs >= 0, path, "epochs", fmt::format("must be >= 0, got {}", epochs));
+    require_option(epochs_per_task >= 0, path, "epochs_per_task", fmt::format("must be >= 0, got {}", epochs_per_task));
     require_option(lr > 0, path, "lr", fmt::format("must be positive, got {}", lr));
     require_option(momentum >= 0 && momentum < 1, path, "momentum", "must be in [0, 1)");
     require_option(weight_decay >= 0, path, "weight_decay", "must be >= 0");
@@ -149,10 +155,12 @@ class Aligned : public torch::nn::Module {
       device = p.device();
       break;
     }
-    for (int64_t epoch = 0; epoch < options_.epochs; ++epoch) {
+    const int64_t epochs = options_.epochs + options_.epochs_per_task * ctx.task;
+    for (int64_t epoch = 0; epoch < epochs; ++epoch) {
       // CosineAnnealingLR(T_max = epochs), stepped once per epoch.
-      const double lr =
-          options_.lr * 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(epoch) / static_cast<double>(options_.epochs)));
+      const double lr = options_.cosine ? options_.lr * 0.5 *
+                                              (1.0 + std::cos(M_PI * static_cast<double>(epoch) / static_cast<double>(epochs)))
+                                        : options_.lr;
       for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
       std::vector<at::Tensor> xs, ys;
       for (int64_t c = 0; c < classes; ++c) {

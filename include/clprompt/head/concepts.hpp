@@ -9,20 +9,14 @@
 //     void end_task(const clprompt::TaskContext& ctx);     // optional
 //   };
 #include <concepts>
-#include <functional>
 
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 
+#include "clprompt/model/feature_stream.hpp"
 #include "clprompt/model/task_context.hpp"
 
 namespace clprompt {
-
-/// Receives one batch of (features [B, D], incremental labels [B]).
-using FeatureVisitor = std::function<void(const at::Tensor& features, const at::Tensor& labels)>;
-/// A pass over the current task's training data (no augmentation) through the trained model
-/// (no gradient, no task identity), handing each batch's features to the visitor.
-using FeatureStream = std::function<void(const FeatureVisitor& visit)>;
 
 namespace detail {
 template <class H>

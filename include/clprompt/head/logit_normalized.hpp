@@ -28,12 +28,16 @@ struct LogitNormOptions {
   double epsilon = 1e-7;     ///< added to each task block's norm
   bool in_alignment = true;  ///< normalise the classifier-alignment loss (SLCA: yes)
   bool in_training = false;  ///< normalise the per-task training loss too (SLCA: no)
+  /// true: n = mean over task blocks of each block's norm (SLCA); false: n = the norm of all
+  /// seen logits together (STAR-Prompt, mammoth end_to_end_model.py `align`).
+  bool per_task_blocks = true;
 
   static constexpr auto fields() {
     return std::tuple{field("temperature", &LogitNormOptions::temperature),
                       field("epsilon", &LogitNormOptions::epsilon),
                       field("in_alignment", &LogitNormOptions::in_alignment),
-                      field("in_training", &LogitNormOptions::in_training)};
+                      field("in_training", &LogitNormOptions::in_training),
+                      field("per_task_blocks", &LogitNormOptions::per_task_blocks)};
   }
   void validate(const std::string& path) const {
     require_option(temperature > 0, path, "temperature", fmt::format("must be positive, got {}", temperature));
@@ -42,11 +46,13 @@ struct LogitNormOptions {
 };
 
 /// logits [B, C] divided by the per-sample mean over task blocks of the blocks' L2 norms (+eps)
-/// and by tau. Blocks are the tasks up to ctx.task (ctx.task_class_ends).
+/// and by tau. Blocks are the tasks up to ctx.task (ctx.task_class_ends); with
+/// per_task_blocks = false the whole row is one block.
 inline at::Tensor normalize_logits(const at::Tensor& logits, const TaskContext& ctx, double temperature,
-                                   double epsilon = 1e-7) {
+                                   double epsilon = 1e-7, bool per_task_blocks = true) {
   if (logits.dim() != 2 || logits.size(1) != ctx.classes_seen())
     throw ShapeError(fmt::format("normalize_logits expects logits [B, {}], got {}", ctx.classes_seen(), logits.sizes()));
+  if (!per_task_blocks) return logits / (logits.norm(2, {1}, /*keepdim=*/true) + epsilon) / temperature;
   std::vector<at::Tensor> norms;
   for (int64_t t = 0; t <= ctx.task; ++t) {
     const int64_t begin = ctx.class_begin_of(t), end = ctx.task_class_ends.at(static_cast<std::size_t>(t));
@@ -80,7 +86,7 @@ class LogitNormalized : public torch::nn::Module {
   /// The wrapped head's training loss, on normalised logits when options.in_training.
   at::Tensor loss(const at::Tensor& logits, const at::Tensor& targets, const TaskContext& ctx) {
     if (ctx.training && options_.in_training)
-      return inner_->loss(normalize_logits(logits, ctx, options_.temperature, options_.epsilon), targets, ctx);
+      return inner_->loss(normalize_logits(logits, ctx, options_.temperature, options_.epsilon, options_.per_task_blocks), targets, ctx);
     return inner_->loss(logits, targets, ctx);
   }
 
@@ -88,7 +94,7 @@ class LogitNormalized : public torch::nn::Module {
   /// normalised logits when options.in_alignment (Aligned<> calls this when present).
   at::Tensor alignment_loss(const at::Tensor& logits, const at::Tensor& targets, const TaskContext& ctx) {
     return at::cross_entropy_loss(
-        options_.in_alignment ? normalize_logits(logits, ctx, options_.temperature, options_.epsilon) : logits, targets);
+        options_.in_alignment ? normalize_logits(logits, ctx, options_.temperature, options_.epsilon, options_.per_task_blocks) : logits, targets);
   }
 
   const Options& options() const { return options_; }

@@ -60,6 +60,10 @@ struct RunConfig {
   /// Aligned<LogitNormalized<LinearHead>>, options under method_options.head ("alignment",
   /// "logit_norm"). Always on for slca.
   bool align = false;
+  /// STAR-Prompt's CLIP: a directory with CLIP weights (safetensors, Hugging Face or OpenAI/
+  /// open_clip names) and its tokenizer files. Empty: star-prompt runs with the class-mean
+  /// fallback prototypes and is reported as "star-prompt-fallback".
+  std::string clip;
 
   static constexpr auto fields() {
     return std::tuple{field("method", &RunConfig::method), field("seed", &RunConfig::seed),
@@ -68,7 +72,8 @@ struct RunConfig {
                       field("scenario", &RunConfig::scenario), field("transform", &RunConfig::transform),
                       field("backbone", &RunConfig::backbone), field("pretrained", &RunConfig::pretrained),
                       field("train", &RunConfig::train), field("method_options", &RunConfig::method_options),
-                      field("save_checkpoint", &RunConfig::save_checkpoint), field("align", &RunConfig::align)};
+                      field("save_checkpoint", &RunConfig::save_checkpoint), field("align", &RunConfig::align),
+                      field("clip", &RunConfig::clip)};
   }
   void validate(const std::string& path) const {
     require_option(seed >= 0, path, "seed", "must be >= 0");
@@ -100,6 +105,10 @@ struct ExperimentOutput {
   std::string directory;  ///< results.json, accuracy.svg and model.safetensors go here ("" = none)
   LearnerHooks hooks;
 };
+
+/// The name results are reported under: the method, "+align" with alignment added, and
+/// "star-prompt-fallback" for star-prompt without CLIP (its numbers are not STAR-Prompt's).
+std::string run_name(const RunConfig& config);
 
 /// Runs `config` end to end; writes results.json and accuracy.svg after every task (atomically,
 /// so an interrupted run keeps the tasks it finished) and the model checkpoint at the end.

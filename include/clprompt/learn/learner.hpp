@@ -64,6 +64,7 @@ class Learner {
 
       const auto ctx = TaskContext::for_task(t, scenario_.num_tasks(), classes_per_task_, /*training=*/true);
       model_.begin_task(ctx);
+      if constexpr (Model::selector_prepares) prepare_selector(ctx, task, hooks);
       if (!optimizer || train_.reset_optimizer_each_task)
         optimizer = std::make_unique<RoleOptimizer>(model_.parameter_groups(), train_);
       train_task(ctx, task, *optimizer, record, hooks);
@@ -144,6 +145,22 @@ class Learner {
       record.epoch_loss.push_back(batches > 0 ? loss_sum / static_cast<double>(batches) : 0.0);
     }
     record.train_seconds = seconds_since(start);
+  }
+
+  /// Hands the selector the queries of the task's training images (no augmentation), before
+  /// training and before the optimiser is built (prototype keys: STAR-Prompt's first level).
+  void prepare_selector(const TaskContext& ctx, const Task& task, const LearnerHooks& hooks) {
+    const auto start = Clock::now();
+    model_.prepare_task([this, &task](const FeatureVisitor& visit) {
+      model_.eval();
+      Transform transform(transform_);
+      Loader loader(scenario_.train_set(), task.train_indices, scenario_.label_map(), transform,
+                    train_.eval_batch_size, /*train=*/false, seed_);
+      for (const Batch& batch : loader.epoch(0))
+        visit(model_.query(batch.images.to(device_)), batch.labels.to(device_));
+    });
+    if (hooks.log)
+      hooks.log(fmt::format("task {}/{}: selector prepared in {:.1f} s", ctx.task + 1, ctx.num_tasks, seconds_since(start)));
   }
 
   /// The task's training images without augmentation, through the trained model in eval mode.

@@ -16,10 +16,14 @@ constexpr auto enum_names(OptimizerKind) {
   return std::array{std::pair{OptimizerKind::adam, "adam"}, std::pair{OptimizerKind::sgd, "sgd"}};
 }
 
-enum class ScheduleKind { constant, cosine, multistep };
+/// constant; cosine: 0.5 (1 + cos(π e / E)); multistep: × gamma at each milestone;
+/// quarter_cosine: cos(99π e / (200 (E − 1))), mammoth's CosineSchedule (STAR-Prompt), which
+/// ends at cos(0.495 π) ≈ 0.016 on the last epoch.
+enum class ScheduleKind { constant, cosine, multistep, quarter_cosine };
 constexpr auto enum_names(ScheduleKind) {
   return std::array{std::pair{ScheduleKind::constant, "constant"}, std::pair{ScheduleKind::cosine, "cosine"},
-                    std::pair{ScheduleKind::multistep, "multistep"}};
+                    std::pair{ScheduleKind::multistep, "multistep"},
+                    std::pair{ScheduleKind::quarter_cosine, "quarter_cosine"}};
 }
 
 struct TrainOptions {
@@ -68,6 +72,9 @@ struct TrainOptions {
       case ScheduleKind::constant: return 1.0;
       case ScheduleKind::cosine:
         return 0.5 * (1.0 + std::cos(3.14159265358979323846 * static_cast<double>(epoch) / static_cast<double>(epochs)));
+      case ScheduleKind::quarter_cosine:
+        if (epochs <= 1) return 1.0;
+        return std::cos(99.0 * 3.14159265358979323846 * static_cast<double>(epoch) / (200.0 * static_cast<double>(epochs - 1)));
       case ScheduleKind::multistep: {
         double f = 1.0;
         for (auto m : milestones)

@@ -8,6 +8,7 @@
 //                  {.backbone = clprompt::LearningRole::normal});
 //
 // One training step (docs/architecture in the README):
+//   q = selector.query(x)            if the selector has its own query encoder, else
 //   q = backbone.query(x)            only if Selector::needs_query (frozen, no grad)
 //   prompts, aux = selector.select(q, ctx)
 //   f = backbone.forward(x, prompts); logits = head.logits(f, ctx)
@@ -83,6 +84,18 @@ class ContinualModel : public torch::nn::Module {
     apply_roles();
   }
 
+  /// Whether the selector wants a pass over the task's training queries before training.
+  static constexpr bool selector_prepares = detail::SelectorHasPrepareTask<S>;
+
+  /// Before training the current task: hands the selector a stream of the task's training
+  /// queries (the learner provides it, without augmentation) when the selector asks for one.
+  void prepare_task(const FeatureStream& queries) {
+    if constexpr (selector_prepares) {
+      selector_->prepare_task(context_, queries);
+      apply_roles();
+    }
+  }
+
   /// Whether the head wants a pass over the task's training features after training.
   static constexpr bool head_consolidates = detail::HeadHasConsolidate<H>;
 
@@ -106,9 +119,13 @@ class ContinualModel : public torch::nn::Module {
     if constexpr (detail::HeadHasEndTask<H>) head_->end_task(ctx);
   }
 
-  /// The query for the selector: the frozen backbone's [B, D] feature, or [B, 0] if unused.
+  /// The query for the selector: the selector's own encoder's (if it has one), else the frozen
+  /// backbone's [B, D] feature, or [B, 0] if unused.
   at::Tensor query(const at::Tensor& images) {
-    if constexpr (S::needs_query) {
+    if constexpr (detail::SelectorHasOwnQuery<S>) {
+      at::NoGradGuard no_grad;
+      return selector_->query(images);
+    } else if constexpr (S::needs_query) {
       return backbone_->query(images);
     } else {
       return at::empty({images.size(0), 0}, images.options());

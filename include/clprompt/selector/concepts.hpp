@@ -6,6 +6,10 @@
 //     clprompt::Selection select(const at::Tensor& query, const clprompt::TaskContext& ctx);
 //     void begin_task(const clprompt::TaskContext& ctx);  // optional: grow / re-initialise
 //     void end_task(const clprompt::TaskContext& ctx);    // optional: freeze
+//     // optional: its own query encoder instead of the backbone's (STAR-Prompt: CLIP's image tower)
+//     at::Tensor query(const at::Tensor& images);
+//     // optional: a pass over the task's training queries before training (prototype keys)
+//     void prepare_task(const clprompt::TaskContext& ctx, const clprompt::FeatureStream& queries);
 //   };
 #include <concepts>
 #include <type_traits>
@@ -14,6 +18,7 @@
 #include <torch/nn/module.h>
 
 #include "clprompt/backbone/prompts.hpp"
+#include "clprompt/model/feature_stream.hpp"
 #include "clprompt/model/task_context.hpp"
 
 namespace clprompt {
@@ -37,6 +42,18 @@ template <class S>
 concept SelectorHasBeginTask = requires(S& s, const TaskContext& ctx) { s.begin_task(ctx); };
 template <class S>
 concept SelectorHasEndTask = requires(S& s, const TaskContext& ctx) { s.end_task(ctx); };
+/// Optional: the selector computes its own [B, K] query from the (normalised) input images,
+/// e.g. with a second frozen encoder; the model then never calls the backbone's query().
+template <class S>
+concept SelectorHasOwnQuery = requires(S& s, const at::Tensor& images) {
+  { s.query(images) } -> std::same_as<at::Tensor>;
+};
+/// Optional: called after begin_task and before training with a stream of the task's training
+/// queries (no augmentation), e.g. to compute class prototypes that training then selects with.
+template <class S>
+concept SelectorHasPrepareTask = requires(S& s, const TaskContext& ctx, const FeatureStream& queries) {
+  s.prepare_task(ctx, queries);
+};
 }  // namespace detail
 
 /// Turns a query into Prompts (and an auxiliary loss).
