@@ -7,7 +7,7 @@
 #   THREADS=2 MIN_TIME=0.5 bash benchmarks/compare_prompt_selection.sh /tmp/build
 #
 # Prints one Markdown table: time per call (µs) of each variant, PyTorch / C++ speed ratio, and
-# the C++ implementation's rate (GFLOP/s for CODA, GB/s for the memory-bound L2P and DualPrompt
+# the C++ implementation's rate (GFLOP/s for CODA and STAR, GB/s for the memory-bound L2P and DualPrompt
 # gathers; the work model is in prompt_selection.cpp). Timings on a machine that is busy with
 # something else (e.g. a compiler) are meaningless: run it on an idle one.
 set -euo pipefail
@@ -47,7 +47,7 @@ print(f"threads {threads}; times in µs per select() call (eval, task 4 of 10, d
 print("| selector | D | B | C++ | C++ naive | C++ einsum | PyTorch | PyTorch (C++ algorithm) | PyTorch / C++ | C++ rate |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 fmt = lambda x: "" if x is None else (f"{x:,.0f}" if x >= 100 else f"{x:.1f}")
-for sel in ("l2p", "dual", "coda"):
+for sel in ("l2p", "dual", "coda", "star"):
     for D in (192, 768):
         for B in (1, 8, 32, 128, 256):
             impl = cpp.get((sel, "impl", B, D))
@@ -57,7 +57,7 @@ for sel in ("l2p", "dual", "coda"):
             einsum = cpp.get((sel, "einsum", B, D))
             p = py.get((sel, B, D))
             p_mm = py.get((sel + "_mm", B, D))
-            rate = f"{impl[1]:.1f} GFLOP/s" if sel == "coda" else f"{impl[2]:.1f} GB/s"
+            rate = f"{impl[1]:.1f} GFLOP/s" if sel in ("coda", "star") else f"{impl[2]:.1f} GB/s"
             ratio = f"{p / impl[0]:.1f}x" if p else ""
             print(f"| {sel} | {D} | {B} | {fmt(impl[0])} | {fmt(naive and naive[0])} | {fmt(einsum and einsum[0])} "
                   f"| {fmt(p)} | {fmt(p_mm)} | {ratio} | {rate} |")

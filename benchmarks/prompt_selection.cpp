@@ -19,8 +19,9 @@
 //   GB/s     bytes (float32) that must move: query, keys, and for L2P/DualPrompt the gathered
 //            prompts read once and written once (their selection is memory-bound: ~0.1 flop/byte);
 //            for CODA the active P, K, A read once and the [B, L, D] prompt written once.
-//            STAR per layer 4·B·C·K (two [B, K] x [K, C] products) + 2·B·C·D (weights x prompts);
-//            bytes: a, keys, p read once, the [B, D] residual written, per layer.
+//            STAR per layer 4·B·C·K (two [B, K] x [K, C] products; softmax(a) ⊙ keys is cached at
+//            evaluation); bytes: the cached [K, C] matrices and the chosen prompts read, the
+//            [B, D] residual written, per layer.
 // Run:  build/bin/bench_prompt_selection --benchmark_min_time=0.2
 //       (benchmarks/compare_prompt_selection.sh puts it next to a PyTorch implementation.)
 #include <benchmark/benchmark.h>
@@ -209,7 +210,7 @@ using StarSelector = PrototypeKeys<RandomKeys>;
 
 Work star_work(double B, double D) {
   const double C = (kTask + 1) * 10, K = kClipDim, layers = 12;
-  return {layers * (4 * B * C * K + 2 * B * C * D), layers * 4 * (2 * C * K + C * D + B * D) + 4 * B * K};
+  return {layers * 4 * B * C * K, layers * 4 * (2 * C * K + 2 * B * D) + 4 * B * K};
 }
 
 /// The reference's computation batched (second_stage_model.py compute_maps): q ⊙ softmax(a)

@@ -9,6 +9,10 @@ The three selections at evaluation after task 4 of 10, default options, B x D gr
         [B, 50, D], the straightforward einsum form) and the weighted sum of the [50, 8, D]
         components, split into key/value halves
   coda_mm  the same CODA weights computed as two [B, D] x [D, 50] products (the C++ algorithm)
+  star  STAR-Prompt's second level, all 12 layers: 50 seen classes, CLIP query/keys of width 512,
+        w = 5 cos(q * softmax(a_c), key_c) with q * softmax(a) materialised as [B, 50, 512] (the
+        reference's compute_maps), arg-max, residual w * p [B, D]
+  star_mm  the same w from two [B, 512] x [512, 50] products (the C++ algorithm)
 
 Written for this comparison, under torch.no_grad(), float32 on the CPU, with the thread count of
 $OMP_NUM_THREADS (default 2). Prints one JSON object per line:
@@ -86,6 +90,28 @@ class Coda:
         return out
 
 
+class Star:
+    query_dim = 512
+
+    def __init__(self, d, classes=(TASK + 1) * 10, layers=12, mm=False):
+        self.P = [torch.randn(classes, d) for _ in range(layers)]
+        self.A = [torch.randn(classes, self.query_dim) for _ in range(layers)]
+        self.keys = unit(torch.randn(classes, self.query_dim))
+        self.mm = mm
+
+    def __call__(self, q):
+        out = []
+        for P, A in zip(self.P, self.A):
+            s = A.softmax(dim=1)
+            if self.mm:
+                w = 5 * (q @ (s * self.keys).t()) / ((q * q) @ (s * s).t()).clamp_min(1e-24).sqrt()
+            else:
+                w = 5 * torch.einsum("bck,ck->bc", F.normalize(torch.einsum("bk,ck->bck", q, s), dim=2), self.keys)
+            value, index = w.max(dim=1)
+            out.append(value[:, None] * P[index])
+        return out
+
+
 def time_call(fn, q, min_time):
     fn(q)  # warm-up
     iterations, start = 0, time.perf_counter()
@@ -105,13 +131,14 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     torch.manual_seed(0)
-    builders = {"l2p": L2P, "dual": Dual, "coda": Coda, "coda_mm": lambda d: Coda(d, mm=True)}
+    builders = {"l2p": L2P, "dual": Dual, "coda": Coda, "coda_mm": lambda d: Coda(d, mm=True),
+                "star": Star, "star_mm": lambda d: Star(d, mm=True)}
     with torch.no_grad():
         for name, build in builders.items():
             for d in map(int, args.dims.split(",")):
                 selector = build(d)
                 for b in map(int, args.batches.split(",")):
-                    q = torch.randn(b, d)
+                    q = torch.randn(b, getattr(selector, "query_dim", d))
                     us, n = time_call(selector, q, args.min_time)
                     print(json.dumps({"selector": name, "B": b, "D": d, "us": us, "iterations": n,
                                       "threads": torch.get_num_threads(), "torch": torch.__version__}), flush=True)

@@ -80,6 +80,11 @@ TEST_CASE("prototype keys select the class whose key matches the query, in every
       CHECK(at::allclose(s.prompts.layers[static_cast<std::size_t>(l)].value_residual[0], w * p[l][1], 1e-5, 1e-6));
     }
     CHECK_FALSE(s.aux_loss.defined());  // no orthogonality term on the first task
+    // Without gradient the chosen prompts are gathered instead of multiplied by the one-hot weights.
+    at::NoGradGuard no_grad;
+    const auto gathered = selector.select(q, test::task_ctx(0, false));
+    for (std::size_t l = 0; l < 2; ++l)
+      CHECK(at::allclose(gathered.prompts.layers[l].value_residual, s.prompts.layers[l].value_residual, 1e-5, 1e-6));
   }
   SECTION("later tasks add classes; evaluation chooses among all seen classes") {
     selector.end_task(test::task_ctx(0, false));

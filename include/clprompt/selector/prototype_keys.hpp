@@ -22,11 +22,13 @@
 //
 // State per task t: "p_<t>" [layers, C_t, D], "a_<t>" [layers, C_t, K] (parameters, frozen after
 // the task) and "keys_<t>" [C_t, K] (buffer); the source is registered as "source".
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -64,14 +66,6 @@ struct PrototypeKeysOptions {
 };
 
 namespace detail {
-
-/// cos(q ⊙ s_c, k_c) for all b, c without materialising [B, C, K]:
-/// ⟨q ⊙ s_c, k_c⟩ = q · (s_c ⊙ k_c) and ‖q ⊙ s_c‖² = q² · s_c².  q [B, K], s, k [C, K] → [B, C].
-inline at::Tensor modulated_cosine(const at::Tensor& q, const at::Tensor& s, const at::Tensor& keys) {
-  const auto dot = at::matmul(q, (s * keys).t());
-  const auto norm = at::matmul(q * q, (s * s).t()).clamp_min(1e-24).sqrt();  // F.normalize's eps 1e-12, squared
-  return dot / norm;  // keys are unit vectors
-}
 
 /// Rows of a [rows, cols ≥ width] orthogonal matrix, cut to `width` columns (the reference
 /// initialises p with orthogonal_ on [C, 3 D] and keeps the first D columns).
@@ -138,6 +132,7 @@ class PrototypeKeys : public torch::nn::Module {
                                    keys.sizes(), slot.sizes(), ctx.task));
     at::NoGradGuard no_grad;
     slot.copy_(keys);
+    keys_checked_through_ = std::min(keys_checked_through_, ctx.task - 1);
   }
 
   /// Freezes the task's prompts and attention vectors.
@@ -151,27 +146,29 @@ class PrototypeKeys : public torch::nn::Module {
   Selection select(const at::Tensor& query, const TaskContext& ctx) {
     check_query(query);
     check_keys(ctx);
-    const int64_t seen = ctx.classes_seen();
-    const auto keys = seen_rows(keys_, ctx);  // [C, K]
-    Selection out;
-    at::Tensor ortho;
-    for (std::size_t j = 0; j < options_.layers.size(); ++j) {
-      const auto P = seen_rows(prompts_, ctx, static_cast<int64_t>(j));    // [C, D]
-      const auto A = seen_rows(attention_, ctx, static_cast<int64_t>(j));  // [C, K]
-      const auto w = options_.scale * detail::modulated_cosine(query, A.softmax(1), keys);  // [B, C]
-      const auto chosen = w.argmax(1);
-      const auto mask = at::one_hot(chosen, seen).to(w.scalar_type());
-      at::Tensor weights;
-      if (!options_.confidence_modulation) weights = mask;
-      else if (options_.straight_through && ctx.training) weights = w + (w * mask - w).detach();
-      else weights = w * mask;
-      out.prompts.add_value_residual(options_.layers[j], at::matmul(weights, P));  // [B, D]
-      if (ctx.training && ctx.task > 0 && options_.ortho_weight > 0) {
-        const auto term = ortho_loss(P, ctx);
-        ortho = ortho.defined() ? ortho + term : term;
-      }
+    const auto P = seen_rows(prompts_, ctx);  // [layers, C, D]
+    const auto w = weights(query, ctx);       // [layers, B, C]
+    const auto chosen = w.argmax(2);          // [layers, B]
+    at::Tensor residuals;                     // [layers, B, D]
+    if (at::GradMode::is_enabled()) {
+      // Σ_c selected[c] p[c] keeps autograd's view of every class's w (see the file comment).
+      const auto mask = at::one_hot(chosen, ctx.classes_seen()).to(w.scalar_type());
+      at::Tensor selected;
+      if (!options_.confidence_modulation) selected = mask;
+      else if (options_.straight_through && ctx.training) selected = w + (w * mask - w).detach();
+      else selected = w * mask;
+      residuals = at::matmul(selected, P);
+    } else {
+      // Without gradient: gather the chosen prompts (B·D per layer instead of B·C·D).
+      const int64_t L = P.size(0), C = P.size(1);
+      const auto rows = (chosen + at::arange(L, chosen.options()).unsqueeze(1) * C).flatten();
+      residuals = P.reshape({L * C, -1}).index_select(0, rows).view({L, chosen.size(1), -1});
+      if (options_.confidence_modulation) residuals = residuals * w.gather(2, chosen.unsqueeze(2));
     }
-    if (ortho.defined()) out.aux_loss = options_.ortho_weight * ortho / static_cast<double>(options_.layers.size());
+    Selection out;
+    for (std::size_t j = 0; j < options_.layers.size(); ++j)
+      out.prompts.add_value_residual(options_.layers[j], residuals[static_cast<int64_t>(j)]);
+    if (ctx.training && ctx.task > 0 && options_.ortho_weight > 0) out.aux_loss = options_.ortho_weight * ortho_loss(P, ctx);
     return out;
   }
 
@@ -180,12 +177,7 @@ class PrototypeKeys : public torch::nn::Module {
     at::NoGradGuard no_grad;
     check_query(query);
     check_keys(ctx);
-    const auto keys = seen_rows(keys_, ctx);
-    std::vector<at::Tensor> chosen;
-    for (std::size_t j = 0; j < options_.layers.size(); ++j)
-      chosen.push_back(
-          detail::modulated_cosine(query, seen_rows(attention_, ctx, static_cast<int64_t>(j)).softmax(1), keys).argmax(1));
-    return at::stack(chosen, 1);
+    return weights(query, ctx).argmax(2).t();
   }
 
   /// Keys of the classes seen by `ctx` [C, K].
@@ -195,22 +187,57 @@ class PrototypeKeys : public torch::nn::Module {
   int64_t key_dim() const { return key_dim_; }
 
  private:
-  /// Rows of the classes seen by ctx: per-task chunks concatenated (layer j of 3-d chunks).
-  static at::Tensor seen_rows(const std::vector<at::Tensor>& chunks, const TaskContext& ctx, int64_t layer = -1) {
-    std::vector<at::Tensor> parts;
-    for (int64_t t = 0; t <= ctx.task; ++t) {
-      const auto& c = chunks.at(static_cast<std::size_t>(t));
-      parts.push_back(layer >= 0 ? c[layer] : c);
-    }
-    return parts.size() == 1 ? parts.front() : at::cat(parts, 0);
+  /// Rows of the classes seen by ctx: the per-task chunks concatenated along the class axis
+  /// ([layers, C_t, ·] chunks → [layers, C, ·]; [C_t, K] keys → [C, K]).
+  static at::Tensor seen_rows(const std::vector<at::Tensor>& chunks, const TaskContext& ctx) {
+    if (ctx.task == 0) return chunks.front();
+    std::vector<at::Tensor> parts(chunks.begin(), chunks.begin() + ctx.task + 1);
+    return at::cat(parts, parts.front().dim() - 2);
   }
 
-  /// Current classes' prompts near unit norm and orthogonal to the past classes' prompts.
+  /// w [layers, B, C] = scale · cos(q ⊙ softmax(a_l[c]), key_c) for all layers at once, without
+  /// the reference's [B, C, K] tensor: ⟨q ⊙ s, k⟩ = q · (s ⊙ k) and ‖q ⊙ s‖² = q² · s², so two
+  /// [B, K] x [K, layers · C] products.
+  at::Tensor weights(const at::Tensor& query, const TaskContext& ctx) {
+    const auto& [sk, ss] = match_matrices(ctx);  // [K, layers · C] each
+    const int64_t L = static_cast<int64_t>(options_.layers.size()), B = query.size(0);
+    const auto dot = at::matmul(query, sk);
+    const auto norm = at::matmul(query * query, ss).clamp_min(1e-24).sqrt();  // F.normalize's eps, squared
+    return (options_.scale * dot / norm).view({B, L, -1}).transpose(0, 1);  // keys are unit vectors
+  }
+
+  /// (softmax(a) ⊙ keys)ᵀ and (softmax(a)²)ᵀ as [K, layers · C]. They do not depend on the query,
+  /// so without gradient (evaluation) they are kept until a, the keys or the task change
+  /// (tracked by the tensors' version counters): selection is then two small products.
+  std::pair<at::Tensor, at::Tensor> match_matrices(const TaskContext& ctx) {
+    auto compute = [&] {
+      const auto s = seen_rows(attention_, ctx).softmax(2);  // [layers, C, K]
+      const auto keys = seen_rows(keys_, ctx);              // [C, K]
+      const int64_t rows = s.size(0) * s.size(1);
+      return std::pair{(s * keys).reshape({rows, -1}).t(), (s * s).reshape({rows, -1}).t()};
+    };
+    if (at::GradMode::is_enabled()) return compute();
+    std::vector<int64_t> versions{ctx.task};
+    for (int64_t t = 0; t <= ctx.task; ++t) {
+      versions.push_back(attention_[static_cast<std::size_t>(t)]._version());
+      versions.push_back(keys_[static_cast<std::size_t>(t)]._version());
+    }
+    if (versions != cache_versions_) {
+      auto [sk, ss] = compute();
+      cache_ = {sk.contiguous(), ss.contiguous()};
+      cache_versions_ = std::move(versions);
+    }
+    return cache_;
+  }
+
+  /// Current classes' prompts near unit norm and orthogonal to the past classes' prompts,
+  /// averaged over layers. P [layers, C, D].
   static at::Tensor ortho_loss(const at::Tensor& P, const TaskContext& ctx) {
-    const auto current = P.narrow(0, ctx.class_begin, ctx.task_classes());
-    const auto past = P.narrow(0, 0, ctx.class_begin).detach();
-    const auto norm_term = (current.pow(2).sum(1) - 1).pow(2).mean();
-    return norm_term + at::matmul(current, past.t()).pow(2).mean();
+    const auto current = P.narrow(1, ctx.class_begin, ctx.task_classes());
+    const auto past = P.narrow(1, 0, ctx.class_begin).detach();
+    const auto norm_term = (current.pow(2).sum(2) - 1).pow(2).mean(1);                  // [layers]
+    const auto cross_term = at::matmul(current, past.transpose(1, 2)).pow(2).mean({1, 2});  // [layers]
+    return (norm_term + cross_term).mean();
   }
 
   void check_query(const at::Tensor& query) const {
@@ -218,20 +245,28 @@ class PrototypeKeys : public torch::nn::Module {
       throw ShapeError(fmt::format("PrototypeKeys: query has shape {}, expected [B, {}] (the prototype source's key_dim)",
                                    query.sizes(), key_dim_));
   }
-  void check_keys(const TaskContext& ctx) const {
+  /// Keys are zero until prepare_task (or a checkpoint) fills them; checked once per task.
+  void check_keys(const TaskContext& ctx) {
     if (ctx.task >= static_cast<int64_t>(keys_.size()))
       throw Error(fmt::format("PrototypeKeys: select() for task {} before begin_task({})", ctx.task, ctx.task));
-    const auto& k = keys_[static_cast<std::size_t>(ctx.task)];
-    if (k.numel() > 0 && k.abs().max().template item<float>() == 0.0f)
-      throw Error(fmt::format("PrototypeKeys: the keys of task {} were never computed; call prepare_task (the "
-                              "Learner does, before training) or load a checkpoint",
-                              ctx.task));
+    if (ctx.task <= keys_checked_through_) return;
+    for (int64_t t = keys_checked_through_ + 1; t <= ctx.task; ++t) {
+      const auto& k = keys_[static_cast<std::size_t>(t)];
+      if (k.numel() > 0 && k.abs().max().template item<float>() == 0.0f)
+        throw Error(fmt::format("PrototypeKeys: the keys of task {} were never computed; call prepare_task (the "
+                                "Learner does, before training) or load a checkpoint",
+                                t));
+    }
+    keys_checked_through_ = ctx.task;
   }
 
   Options options_;
   int64_t dim_, key_dim_;
   std::shared_ptr<Source> source_;
   std::vector<at::Tensor> prompts_, attention_, keys_;
+  int64_t keys_checked_through_ = -1;  ///< tasks whose keys were seen non-zero
+  std::pair<at::Tensor, at::Tensor> cache_;  ///< match_matrices at evaluation
+  std::vector<int64_t> cache_versions_;      ///< task and version counters they were computed from
 };
 
 }  // namespace clprompt
