@@ -16,7 +16,7 @@ clprompt_build --target clprompt_cli
 cd "$CLPROMPT_ROOT"
 
 SEEDS=${SEEDS:-"1993 1994 1995"}
-RUNS=${RUNS:-"joint linear-probe finetune l2p dualprompt coda-prompt slca coda-prompt+align"}
+RUNS=${RUNS:-"joint linear-probe finetune l2p dualprompt coda-prompt slca coda-prompt+align star-prompt-fallback"}
 OUT=${OUT:-build/results}
 DOCS=${DOCS:-docs}
 read -r -a extra <<< "${EXTRA:-}"
@@ -27,6 +27,7 @@ for seed in $SEEDS; do
     case $run in
       joint) args=(--method finetune --set scenario.num_tasks=1) name=finetune ;;  # all 10 classes, one task
       *+align) args=(--method "${run%+align}" --align) name=$run ;;
+      star-prompt-fallback) args=(--method star-prompt) name=$run ;;  # no CLIP offline: class-mean keys
       *) args=(--method "$run") name=$run ;;
     esac
     target=$dir/$run

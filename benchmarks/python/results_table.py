@@ -9,7 +9,8 @@ import os
 import platform
 import statistics
 
-ORDER = ["joint", "linear-probe", "finetune", "l2p", "dualprompt", "coda-prompt", "slca", "coda-prompt+align"]
+ORDER = ["joint", "linear-probe", "finetune", "l2p", "dualprompt", "coda-prompt", "slca", "coda-prompt+align",
+         "star-prompt-fallback"]
 LABELS = {
     "joint": "Joint training (upper bound)",
     "linear-probe": "Linear probe (frozen backbone)",
@@ -19,6 +20,7 @@ LABELS = {
     "coda-prompt": "CODA-Prompt",
     "slca": "SLCA",
     "coda-prompt+align": "CODA-Prompt + CA",
+    "star-prompt-fallback": "STAR-Prompt level 2, class-mean keys (fallback, no CLIP)",
 }
 METRICS = [("final_average_accuracy", "Final avg acc (%)"), ("average_incremental_accuracy", "Avg incremental acc (%)"),
            ("forgetting", "Forgetting"), ("train_seconds", "Train time (s)"), ("total_seconds", "Wall time (s)")]

@@ -111,6 +111,14 @@ class ClipTextPrototypes : public torch::nn::Module {
 
   int64_t key_dim() const { return clip_->embed_dim(); }
 
+  /// CLIP is not a registered submodule (it is not saved), so it follows the model here.
+  using torch::nn::Module::to;
+  void to(torch::Device device, bool non_blocking = false) override {
+    torch::nn::Module::to(device, non_blocking);
+    clip_->to(device, non_blocking);
+    for (auto& ids : token_ids_) ids = ids.to(device);
+  }
+
   /// CLIP's image embedding [B, embed_dim] (not normalised) of learner-normalised images
   /// [B, 3, H, W]: the input normalisation undone, resized to CLIP's resolution, CLIP-normalised.
   at::Tensor query(const at::Tensor& images) {
