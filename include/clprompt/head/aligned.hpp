@@ -122,6 +122,7 @@ class Aligned : public torch::nn::Module {
   /// Statistics of the task's classes, then (from the second task on) classifier alignment.
   void consolidate(const TaskContext& ctx, const FeatureStream& features) {
     features([&](const at::Tensor& f, const at::Tensor& y) { statistics_->update(f, y); });
+    statistics_->fit_mixtures(generator_);  // covariance = mixture only
     if constexpr (detail::HeadHasConsolidate<Head>) inner_->consolidate(ctx, features);
     if (ctx.task >= 1 && options_.epochs > 0) {
       if (options_.restore_after_task) {

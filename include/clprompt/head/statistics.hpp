@@ -13,8 +13,12 @@
 //   full      D + D^2 values   (D 768: 4.5 MiB per class; D 192: 289 KiB)
 //   diagonal  2 D values       (D 768: 12 KiB per class;  D 192: 3 KiB)
 //   shared    D values + one D x D pooled within-class scatter for all classes
+//   mixture   2 D + k (1 + 2 D) values: the diagonal statistics plus a k-component mixture of
+//             diagonal Gaussians (STAR-Prompt), fitted by fit_mixtures() once the task's features
+//             have all been seen (they are held in memory until then); samples come from the mixture
 // The covariance is M2 / (n - 1) (unbiased, as torch.cov) + ridge I (SLCA: 1e-4).
 #include <array>
+#include <map>
 #include <cmath>
 #include <string>
 #include <tuple>
@@ -27,28 +31,33 @@
 
 #include "clprompt/core/error.hpp"
 #include "clprompt/core/options.hpp"
+#include "clprompt/head/gaussian_mixture.hpp"
 #include "clprompt/model/task_context.hpp"
 
 namespace clprompt {
 
-enum class CovarianceKind { full, diagonal, shared };
+enum class CovarianceKind { full, diagonal, shared, mixture };
 constexpr auto enum_names(CovarianceKind) {
   return std::array{std::pair{CovarianceKind::full, "full"}, std::pair{CovarianceKind::diagonal, "diagonal"},
-                    std::pair{CovarianceKind::shared, "shared"}};
+                    std::pair{CovarianceKind::shared, "shared"}, std::pair{CovarianceKind::mixture, "mixture"}};
 }
 
 struct ClassStatisticsOptions {
   /// full: one D x D covariance per class (SLCA); diagonal: per-class variances; shared: one
   /// pooled within-class covariance for all classes (LDA-style), per-class means.
+  /// mixture: per-class mixtures of diagonal Gaussians (STAR-Prompt's generative replay).
   CovarianceKind covariance = CovarianceKind::full;
   double ridge = 1e-4;  ///< added to the covariance's diagonal (SLCA: torch.eye(D) * 1e-4)
+  GaussianMixtureOptions mixture;  ///< with covariance = mixture
 
   static constexpr auto fields() {
     return std::tuple{field("covariance", &ClassStatisticsOptions::covariance),
-                      field("ridge", &ClassStatisticsOptions::ridge)};
+                      field("ridge", &ClassStatisticsOptions::ridge),
+                      field("mixture", &ClassStatisticsOptions::mixture)};
   }
   void validate(const std::string& path) const {
     require_option(ridge >= 0 && std::isfinite(ridge), path, "ridge", fmt::format("must be >= 0, got {}", ridge));
+    mixture.validate(path.empty() ? "mixture" : path + ".mixture");
   }
 };
 
@@ -74,8 +83,15 @@ class ClassStatistics : public torch::nn::Module {
       means_.push_back(register_buffer(fmt::format("mean_{}", t), at::zeros({classes, dim_}, opts)));
       if (options_.covariance == CovarianceKind::full)
         m2_.push_back(register_buffer(fmt::format("m2_{}", t), at::zeros({classes, dim_, dim_}, opts)));
-      else if (options_.covariance == CovarianceKind::diagonal)
+      else if (options_.covariance != CovarianceKind::shared)
         m2_.push_back(register_buffer(fmt::format("m2_{}", t), at::zeros({classes, dim_}, opts)));
+      if (options_.covariance == CovarianceKind::mixture) {
+        const int64_t k = options_.mixture.components;
+        mixture_weights_.push_back(register_buffer(fmt::format("mixture_weight_{}", t), at::zeros({classes, k}, opts)));
+        mixture_means_.push_back(register_buffer(fmt::format("mixture_mean_{}", t), at::zeros({classes, k, dim_}, opts)));
+        mixture_variances_.push_back(
+            register_buffer(fmt::format("mixture_variance_{}", t), at::ones({classes, k, dim_}, opts)));
+      }
       task_begin_.push_back(begin);
       task_end_.push_back(begin + classes);
       factors_.resize(static_cast<std::size_t>(begin + classes));
@@ -116,8 +132,9 @@ class ClassStatistics : public torch::nn::Module {
       mean.add_(delta * (nb / n));
       if (options_.covariance == CovarianceKind::full) {
         m2_[t][local].add_(at::mm(centred.t(), centred)).add_(at::outer(delta, delta) * (na * nb / n));
-      } else if (options_.covariance == CovarianceKind::diagonal) {
+      } else if (options_.covariance == CovarianceKind::diagonal || options_.covariance == CovarianceKind::mixture) {
         m2_[t][local].add_(centred.pow(2).sum(0)).add_(delta.pow(2) * (na * nb / n));
+        if (options_.covariance == CovarianceKind::mixture) pending_[c].push_back(xb.cpu());
       } else {
         // Pooled within-class scatter: the sum of every class's M2.
         shared_m2_.add_(at::mm(centred.t(), centred)).add_(at::outer(delta, delta) * (na * nb / n));
@@ -151,7 +168,7 @@ class ClassStatistics : public torch::nn::Module {
       return shared_m2_ / dof + eye * options_.ridge;
     }
     const double dof = std::max(counts_[t][local].item<double>() - 1.0, 1.0);
-    if (options_.covariance == CovarianceKind::diagonal) return at::diag(m2_[t][local] / dof) + eye * options_.ridge;
+    if (options_.covariance != CovarianceKind::full) return at::diag(m2_[t][local] / dof) + eye * options_.ridge;
     return m2_[t][local] / dof + eye * options_.ridge;
   }
 
@@ -160,6 +177,16 @@ class ClassStatistics : public torch::nn::Module {
   at::Tensor sample(int64_t c, int64_t n, at::Generator generator, double mean_scale = 1.0) {
     if (count(c) < 1)
       throw Error(fmt::format("ClassStatistics::sample: class {} has no statistics (no feature was seen)", c));
+    if (options_.covariance == CovarianceKind::mixture) {
+      if (pending_.count(c))
+        throw Error(fmt::format("ClassStatistics::sample: class {}'s mixture is not fitted; call fit_mixtures() after "
+                                "the task's last update()",
+                                c));
+      const auto [t, local] = locate(c);
+      GaussianMixture m{mixture_weights_[t][local].cpu(), mixture_means_[t][local].cpu() * mean_scale,
+                        mixture_variances_[t][local].cpu()};
+      return m.sample(n, generator).to(device(), at::kFloat);
+    }
     const auto& factor = factor_of(c);
     const auto z = at::randn({n, dim_}, generator, at::TensorOptions().dtype(at::kDouble));
     const auto mu = mean(c).to(at::kCPU) * mean_scale;
@@ -167,10 +194,28 @@ class ClassStatistics : public torch::nn::Module {
     return (noise + mu).to(device(), at::kFloat);
   }
 
+  /// Fits the mixture of every class updated since the last fit (covariance = mixture; a no-op
+  /// otherwise) and releases the features held for it. The fit of a class is deterministic for a
+  /// given generator state.
+  void fit_mixtures(at::Generator& generator) {
+    for (auto& [c, parts] : pending_) {
+      const auto m = fit_gaussian_mixture(at::cat(parts), options_.mixture, generator);
+      const auto [t, local] = locate(c);
+      const int64_t k = m.components();  // fewer than configured with fewer samples: the rest keep weight 0
+      at::NoGradGuard no_grad;
+      mixture_weights_[t][local].zero_().narrow(0, 0, k).copy_(m.weights);
+      mixture_means_[t][local].narrow(0, 0, k).copy_(m.means);
+      mixture_variances_[t][local].narrow(0, 0, k).copy_(m.variances);
+    }
+    pending_.clear();
+  }
+
   /// Bytes of statistics stored per class (excluding a shared matrix) and in total.
   int64_t bytes_per_class() const {
+    const int64_t k = options_.mixture.components;
     const int64_t per = 1 + dim_ + (options_.covariance == CovarianceKind::full       ? dim_ * dim_
                                     : options_.covariance == CovarianceKind::diagonal ? dim_
+                                    : options_.covariance == CovarianceKind::mixture  ? dim_ + k * (1 + 2 * dim_)
                                                                                       : 0);
     return per * static_cast<int64_t>(sizeof(double));
   }
@@ -229,6 +274,8 @@ class ClassStatistics : public torch::nn::Module {
   std::vector<int64_t> task_begin_, task_end_;
   std::vector<at::Tensor> factors_;
   at::Tensor shared_factor_;
+  std::vector<at::Tensor> mixture_weights_, mixture_means_, mixture_variances_;
+  std::map<int64_t, std::vector<at::Tensor>> pending_;  ///< features per class awaiting fit_mixtures()
 };
 
 }  // namespace clprompt

@@ -37,8 +37,8 @@ using STARPromptFallback = ContinualModel<VisionTransformer, PrototypeKeys<Class
 /// past logits masked while training; after each task (t ≥ 1) alignment for 10 + 5 t epochs with
 /// SGD lr 0.001 (no momentum, no weight decay, no schedule) on 256 sampled features per seen
 /// class in batches of 128, logits divided by 0.1 · ‖logits‖ over all seen classes; the next
-/// task trains from the un-aligned head. Class statistics: a diagonal Gaussian per class (the
-/// reference's `--gr_model gaussian`; its default is a 5-component mixture), not shrunk.
+/// task trains from the un-aligned head. Class statistics: a 5-component mixture of diagonal
+/// Gaussians per class (gr_model mog), means not shrunk.
 inline SLCAHeadOptions star_prompt_head_options() {
   SLCAHeadOptions h;
   h.mask_other_tasks = true;
@@ -54,7 +54,9 @@ inline SLCAHeadOptions star_prompt_head_options() {
   h.alignment.batch_size = 128;
   h.alignment.mean_shrink = 0.0;
   h.alignment.restore_after_task = true;
-  h.alignment.statistics.covariance = CovarianceKind::diagonal;
+  h.alignment.statistics.covariance = CovarianceKind::mixture;
+  h.alignment.statistics.mixture.components = 5;
+  h.alignment.statistics.mixture.iterations = 500;  // gr_mog_n_iters_second_stage
   return h;
 }
 

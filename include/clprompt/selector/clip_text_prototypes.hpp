@@ -13,18 +13,18 @@
 //   2. `epochs` of SGD on the task's contexts only: CE(exp(logit_scale) · ⟨normalize(f), key⟩)
 //      over the task's classes (past logits masked) + ortho_weight · mean ⟨ctx_c, ctx_c'⟩² over
 //      current c and past c' (zero on the first task);
-//   3. generative replay (also on task 0): per-class Gaussian statistics of the image features
-//      are stored; for `replay_epochs`, `replay_samples_per_class` samples per seen class are
-//      drawn and the current contexts are trained against all seen classes' keys;
+//   3. generative replay (also on task 0): a per-class model of the image features is stored
+//      (a 5-component mixture of diagonal Gaussians, as the reference); for `replay_epochs`,
+//      `replay_samples_per_class` samples per seen class are drawn and the current contexts are
+//      trained against all seen classes' keys;
 //   4. the keys of the task's classes, fixed from then on.
 // Earlier prototypes stay exactly as they were: past contexts never receive a gradient (they are
 // frozen parameters, each task has a fresh optimiser without weight decay) and the selector
 // snapshots each task's keys once. The replay instead calibrates the new classes against them.
 //
-// Deviations from the reference, documented in docs/methods.md: the replay samples a diagonal
-// Gaussian per class (the reference's `--gr_model gaussian`; its default is a 5-component
-// mixture); CLIP runs in fp32 (the reference casts it to fp16 for level 1); the image features
-// of step 1 are computed once per task instead of once per epoch (no augmentation: identical).
+// Deviations from the reference, documented in docs/methods.md: CLIP runs in fp32 (the reference
+// casts it to fp16 for level 1); the image features of step 1 are computed once per task instead
+// of once per epoch (no augmentation: identical); the mixture's E-step (head/gaussian_mixture.hpp).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -42,12 +42,21 @@
 #include "clprompt/core/error.hpp"
 #include "clprompt/core/options.hpp"
 #include "clprompt/core/seed.hpp"
+#include "clprompt/head/statistics.hpp"
 #include "clprompt/selector/prototype_source.hpp"
 #include "clprompt/text/clip_tokenizer.hpp"
 
 namespace clprompt {
 
 struct ClipPrototypeOptions {
+  static ClassStatisticsOptions default_replay_statistics() {
+    ClassStatisticsOptions s;
+    s.covariance = CovarianceKind::mixture;
+    s.mixture.components = 5;
+    s.mixture.iterations = 200;
+    return s;
+  }
+
   int64_t epochs = 20;         ///< first_stage_epochs (reference: = n_epochs unless set)
   double lr = 0.002;           ///< first_stage_lr (SGD)
   double momentum = 0.0;       ///< first_stage_momentum
@@ -60,6 +69,9 @@ struct ClipPrototypeOptions {
   int64_t replay_samples_per_class = 256;  ///< num_samples_gr
   int64_t replay_batch_size = 128;         ///< batch_size_gr
   int64_t seed = 1993;         ///< shuffling and replay sampling
+  /// The replay's class model: gr_model mog, 5 components, gr_mog_n_iters_first_stage 200
+  /// (`covariance = diagonal` is the reference's `--gr_model gaussian`).
+  ClassStatisticsOptions replay_statistics = default_replay_statistics();
   /// The normalisation of the images the learner feeds (TransformOptions mean/std), undone
   /// before CLIP's own is applied; empty = images are in [0, 1]. Set from the transform by the
   /// experiment runner, hence not a configuration field.
@@ -73,7 +85,8 @@ struct ClipPrototypeOptions {
                       field("ortho_weight", &O::ortho_weight), field("replay", &O::replay),
                       field("replay_epochs", &O::replay_epochs), field("replay_lr", &O::replay_lr),
                       field("replay_samples_per_class", &O::replay_samples_per_class),
-                      field("replay_batch_size", &O::replay_batch_size), field("seed", &O::seed)};
+                      field("replay_batch_size", &O::replay_batch_size), field("seed", &O::seed),
+                      field("replay_statistics", &O::replay_statistics)};
   }
   void validate(const std::string& path) const {
     require_option(epochs >= 0, path, "epochs", fmt::format("must be >= 0, got {}", epochs));
@@ -87,6 +100,7 @@ struct ClipPrototypeOptions {
     require_option(replay_samples_per_class > 0, path, "replay_samples_per_class", "must be positive");
     require_option(replay_batch_size > 0, path, "replay_batch_size", "must be positive");
     require_option(seed >= 0, path, "seed", "must be >= 0");
+    replay_statistics.validate(detail::join_path(path, "replay_statistics"));
     require_option(input_mean.size() == input_std.size() && (input_mean.empty() || input_mean.size() == 3), path,
                    "input_std", "input_mean and input_std must both be empty or both have 3 entries");
     for (double s : input_std) require_option(s > 0, path, "input_std", "entries must be positive");
@@ -107,6 +121,7 @@ class ClipTextPrototypes : public torch::nn::Module {
     if (!clip_) throw Error("ClipTextPrototypes: no CLIP model was given");
     for (auto& p : clip_->parameters()) p.set_requires_grad(false);
     clip_->eval();
+    statistics_ = register_module("statistics", std::make_shared<ClassStatistics>(options_.replay_statistics, key_dim()));
   }
 
   int64_t key_dim() const { return clip_->embed_dim(); }
@@ -137,6 +152,7 @@ class ClipTextPrototypes : public torch::nn::Module {
 
   /// Adds the task's context tokens (frozen outside level-1 training) and replay statistics.
   void begin_task(const TaskContext& ctx) {
+    statistics_->begin_task(ctx);
     while (static_cast<int64_t>(contexts_.size()) <= ctx.task) {
       const auto t = static_cast<int64_t>(contexts_.size());
       const int64_t begin = ctx.class_begin_of(t), end = ctx.task_class_ends.at(static_cast<std::size_t>(t));
@@ -151,9 +167,6 @@ class ClipTextPrototypes : public torch::nn::Module {
         context.normal_(0.0, 0.02);
       }
       contexts_.push_back(register_parameter(fmt::format("context_{}", t), context, /*requires_grad=*/false));
-      const auto stats = at::zeros({end - begin, key_dim()}, at::TensorOptions(device));
-      feature_means_.push_back(register_buffer(fmt::format("feature_mean_{}", t), stats.clone()));
-      feature_stds_.push_back(register_buffer(fmt::format("feature_std_{}", t), stats.clone()));
       token_ids_.push_back(tokenize_classes(begin, end).to(device));
     }
   }
@@ -203,7 +216,8 @@ class ClipTextPrototypes : public torch::nn::Module {
       }
     }
     if (options_.replay) {
-      store_statistics(ctx, features, labels);
+      statistics_->update(features, labels + ctx.class_begin);
+      statistics_->fit_mixtures(generator);
       replay(ctx, past_keys, generator);
     }
     context.set_requires_grad(false);
@@ -228,6 +242,8 @@ class ClipTextPrototypes : public torch::nn::Module {
   const at::Tensor& context(int64_t t) const { return contexts_.at(static_cast<std::size_t>(t)); }
   const at::Tensor& token_ids(int64_t t) const { return token_ids_.at(static_cast<std::size_t>(t)); }
   ClipModel& clip() { return *clip_; }
+  /// The replay's per-class feature statistics (CLIP image features of every seen class).
+  ClassStatistics& statistics() { return *statistics_; }
   const Options& options() const { return options_; }
   /// Mean loss per epoch of the last level-1 training and of its replay.
   const std::vector<double>& last_loss() const { return last_loss_; }
@@ -288,20 +304,6 @@ class ClipTextPrototypes : public torch::nn::Module {
     return value;
   }
 
-  /// Per-class mean and unbiased standard deviation of the task's image features.
-  void store_statistics(const TaskContext& ctx, const at::Tensor& features, const at::Tensor& labels) {
-    at::NoGradGuard no_grad;
-    const auto t = static_cast<std::size_t>(ctx.task);
-    for (int64_t c = 0; c < ctx.task_classes(); ++c) {
-      const auto rows = features.index_select(0, labels.eq(c).nonzero().squeeze(1));
-      if (rows.size(0) == 0)
-        throw Error(fmt::format("ClipTextPrototypes: class {} of task {} has no training images", ctx.class_begin + c,
-                                ctx.task));
-      feature_means_[t][c].copy_(rows.mean(0));
-      feature_stds_[t][c].copy_(rows.size(0) > 1 ? rows.std(0, /*unbiased=*/true) : at::zeros_like(rows[0]));
-    }
-  }
-
   /// Trains the current contexts on features sampled for every seen class.
   void replay(const TaskContext& ctx, const at::Tensor& past_keys, at::Generator& generator) {
     const auto t = static_cast<std::size_t>(ctx.task);
@@ -310,11 +312,7 @@ class ClipTextPrototypes : public torch::nn::Module {
     const int64_t n = options_.replay_samples_per_class, classes = ctx.classes_seen();
     for (int64_t epoch = 0; epoch < options_.replay_epochs; ++epoch) {
       std::vector<at::Tensor> xs;
-      for (std::size_t k = 0; k <= t; ++k) {
-        const auto& mean = feature_means_[k];
-        const auto noise = at::randn({mean.size(0), n, mean.size(1)}, generator, mean.options());
-        xs.push_back((mean.unsqueeze(1) + feature_stds_[k].unsqueeze(1) * noise).flatten(0, 1));
-      }
+      for (int64_t c = 0; c < classes; ++c) xs.push_back(statistics_->sample(c, n, generator).to(context.device()));
       const auto y = at::arange(classes, at::TensorOptions(at::kLong).device(context.device())).repeat_interleave(n);
       const auto order = at::randperm(classes * n, generator, at::kLong).to(context.device());
       const auto x = normalized(at::cat(xs)).index_select(0, order), labels = y.index_select(0, order);
@@ -337,7 +335,8 @@ class ClipTextPrototypes : public torch::nn::Module {
   std::shared_ptr<ClipModel> clip_;
   ClipTokenizer tokenizer_;
   std::vector<std::string> names_;
-  std::vector<at::Tensor> contexts_, feature_means_, feature_stds_, token_ids_;
+  std::shared_ptr<ClassStatistics> statistics_;
+  std::vector<at::Tensor> contexts_, token_ids_;
   std::vector<double> last_loss_, last_replay_loss_;
 };
 
