@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "clprompt/backbone/builtin_weights.hpp"
+#include "clprompt/backbone/clip_loader.hpp"
 #include "clprompt/backbone/timm_loader.hpp"
 #include "clprompt/core/seed.hpp"
 #include "clprompt/core/threads.hpp"
@@ -22,7 +23,6 @@
 #include "clprompt/methods/l2p.hpp"
 #include "clprompt/methods/slca.hpp"
 #include "clprompt/methods/star_prompt.hpp"
-#include "clprompt/backbone/clip_loader.hpp"
 
 namespace clprompt {
 
@@ -314,16 +314,17 @@ Results run_experiment(const RunConfig& config, const ExperimentOutput& output) 
     ParameterRoles frozen_backbone;
     frozen_backbone.backbone = LearningRole::frozen;
     const auto keys = selector(PrototypeKeysOptions{});
+    // Level 1's options are checked even when the fallback leaves them unused.
+    auto source_options = options_from_json<ClipPrototypeOptions>(
+        parse_section(config.method_options, "source", sections), "method_options.source");
     if (config.clip.empty()) {
       auto source = std::make_shared<ClassMeanPrototypes>(dims);
-      prefix.notes.push_back("prototype source: " + source->description());
+      prefix.notes.push_back("prototype source: " + source->description() +
+                             "; level 1 (method_options.source) needs --clip and does not run");
       if (output.hooks.log) output.hooks.log("note: " + prefix.notes.back());
       return build(std::make_shared<PrototypeKeys<ClassMeanPrototypes>>(keys, dims, std::move(source)), frozen_backbone);
     }
     auto clip = load_clip_directory(config.clip);
-    auto source_options =
-        options_from_json<ClipPrototypeOptions>(parse_section(config.method_options, "source", sections),
-                                                "method_options.source");
     source_options.input_mean = config.transform.mean;
     source_options.input_std = config.transform.std;
     auto source = std::make_shared<ClipTextPrototypes>(source_options, clip.model, clip.tokenizer,
