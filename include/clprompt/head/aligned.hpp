@@ -163,16 +163,11 @@ class Aligned : public torch::nn::Module {
                                               (1.0 + std::cos(M_PI * static_cast<double>(epoch) / static_cast<double>(epochs)))
                                         : options_.lr;
       for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
-      std::vector<at::Tensor> xs, ys;
-      for (int64_t c = 0; c < classes; ++c) {
-        const int64_t tc = task_of(ctx, c);
-        const double scale = 1.0 - options_.mean_shrink +
-                             options_.mean_shrink * static_cast<double>(tc + 1) / static_cast<double>(ctx.task + 1);
-        xs.push_back(statistics_->sample(c, options_.samples_per_class, generator_, scale).to(device));
-        ys.push_back(at::full({options_.samples_per_class}, c, at::TensorOptions().dtype(at::kLong).device(device)));
-      }
-      const auto order = at::randperm(classes * options_.samples_per_class, generator_, at::kLong).to(device);
-      const auto x = at::cat(xs).index_select(0, order), y = at::cat(ys).index_select(0, order);
+      auto [sampled, labels] = statistics_->sample_shuffled(classes, options_.samples_per_class, generator_, [&](int64_t c) {
+        return 1.0 - options_.mean_shrink +
+               options_.mean_shrink * static_cast<double>(task_of(ctx, c) + 1) / static_cast<double>(ctx.task + 1);
+      });
+      const auto x = sampled.to(device), y = labels.to(device);
       double sum = 0;
       int64_t batches = 0;
       for (int64_t b = 0; b < x.size(0); b += options_.batch_size) {

@@ -18,6 +18,7 @@
 //             have all been seen (they are held in memory until then); samples come from the mixture
 // The covariance is M2 / (n - 1) (unbiased, as torch.cov) + ridge I (SLCA: 1e-4).
 #include <array>
+#include <functional>
 #include <map>
 #include <cmath>
 #include <string>
@@ -192,6 +193,19 @@ class ClassStatistics : public torch::nn::Module {
     const auto mu = mean(c).to(at::kCPU) * mean_scale;
     const auto noise = options_.covariance == CovarianceKind::diagonal ? z * factor : at::mm(z, factor.t());
     return (noise + mu).to(device(), at::kFloat);
+  }
+
+  /// n draws per class for the classes [0, classes), shuffled together: (features [classes·n, D]
+  /// float, labels [classes·n]) on this module's device, class c's mean scaled by mean_scale(c)
+  /// (default 1). What generative replay and classifier alignment train on; deterministic for a
+  /// given generator state.
+  std::pair<at::Tensor, at::Tensor> sample_shuffled(int64_t classes, int64_t n, at::Generator generator,
+                                                    const std::function<double(int64_t)>& mean_scale = {}) {
+    std::vector<at::Tensor> xs;
+    for (int64_t c = 0; c < classes; ++c) xs.push_back(sample(c, n, generator, mean_scale ? mean_scale(c) : 1.0));
+    const auto order = at::randperm(classes * n, generator, at::kLong).to(device());
+    const auto labels = at::arange(classes, at::TensorOptions(at::kLong).device(device())).repeat_interleave(n);
+    return {at::cat(xs).index_select(0, order), labels.index_select(0, order)};
   }
 
   /// Fits the mixture of every class updated since the last fit (covariance = mixture; a no-op

@@ -151,27 +151,26 @@ class Learner {
   /// training and before the optimiser is built (prototype keys: STAR-Prompt's first level).
   void prepare_selector(const TaskContext& ctx, const Task& task, const LearnerHooks& hooks) {
     const auto start = Clock::now();
-    model_.prepare_task([this, &task](const FeatureVisitor& visit) {
-      model_.eval();
-      Transform transform(transform_);
-      Loader loader(scenario_.train_set(), task.train_indices, scenario_.label_map(), transform,
-                    train_.eval_batch_size, /*train=*/false, seed_);
-      for (const Batch& batch : loader.epoch(0))
-        visit(model_.query(batch.images.to(device_)), batch.labels.to(device_));
-    });
+    model_.prepare_task(task_stream(task, [this](const at::Tensor& images) { return model_.query(images); }));
     if (hooks.log)
       hooks.log(fmt::format("task {}/{}: selector prepared in {:.1f} s", ctx.task + 1, ctx.num_tasks, seconds_since(start)));
   }
 
   /// The task's training images without augmentation, through the trained model in eval mode.
   FeatureStream task_features(const Task& task) {
-    return [this, &task](const FeatureVisitor& visit) {
+    return task_stream(task, [this](const at::Tensor& images) { return model_.extract_features(images); });
+  }
+
+  /// One pass over the task's training images without augmentation, the model in eval mode,
+  /// handing encode(images) and the labels to the visitor.
+  template <class Encode>
+  FeatureStream task_stream(const Task& task, Encode encode) {
+    return [this, &task, encode](const FeatureVisitor& visit) {
       model_.eval();
       Transform transform(transform_);
       Loader loader(scenario_.train_set(), task.train_indices, scenario_.label_map(), transform,
                     train_.eval_batch_size, /*train=*/false, seed_);
-      for (const Batch& batch : loader.epoch(0))
-        visit(model_.extract_features(batch.images.to(device_)), batch.labels.to(device_));
+      for (const Batch& batch : loader.epoch(0)) visit(encode(batch.images.to(device_)), batch.labels.to(device_));
     };
   }
 

@@ -311,11 +311,8 @@ class ClipTextPrototypes : public torch::nn::Module {
     torch::optim::SGD optimizer({context}, torch::optim::SGDOptions(options_.replay_lr));
     const int64_t n = options_.replay_samples_per_class, classes = ctx.classes_seen();
     for (int64_t epoch = 0; epoch < options_.replay_epochs; ++epoch) {
-      std::vector<at::Tensor> xs;
-      for (int64_t c = 0; c < classes; ++c) xs.push_back(statistics_->sample(c, n, generator).to(context.device()));
-      const auto y = at::arange(classes, at::TensorOptions(at::kLong).device(context.device())).repeat_interleave(n);
-      const auto order = at::randperm(classes * n, generator, at::kLong).to(context.device());
-      const auto x = normalized(at::cat(xs)).index_select(0, order), labels = y.index_select(0, order);
+      auto [sampled, sampled_labels] = statistics_->sample_shuffled(classes, n, generator);
+      const auto x = normalized(sampled.to(context.device())), labels = sampled_labels.to(context.device());
       double sum = 0;
       int64_t batches = 0;
       for (int64_t b = 0; b < x.size(0); b += options_.replay_batch_size) {
