@@ -196,7 +196,7 @@ constexpr int64_t kClipDim = 512;
 
 /// Fixed random unit keys, matched against a [B, 512] query (a stand-in for CLIP).
 struct RandomKeys : torch::nn::Module {
-  static constexpr bool uses_backbone_query = false;
+  static constexpr clprompt::QuerySource query_source = clprompt::QuerySource::own;
   int64_t key_dim() const { return kClipDim; }
   void begin_task(const TaskContext&) {}
   at::Tensor prototypes(const TaskContext& ctx, const FeatureStream&) {

@@ -4,15 +4,16 @@
 #include <benchmark/benchmark.h>
 
 #include "clprompt/core/threads.hpp"
-#include "clprompt/learn/experiment.hpp"
-#include "clprompt/learn/optimizer.hpp"
-#include "clprompt/methods/baselines.hpp"
+#include "clprompt/run/run_config.hpp"
+#include "clprompt/optim/trainer.hpp"
+#include "clprompt/methods/finetune.hpp"
+#include "clprompt/methods/linear_probe.hpp"
 
 namespace {
 
 using namespace clprompt;
 
-ViTOptions default_backbone() { return default_config("finetune").backbone; }
+ViTOptions default_backbone() { return embedded_default().backbone; }
 
 void eval_forward(benchmark::State& state, ViTOptions options) {
   configure_threads();
@@ -30,20 +31,18 @@ void eval_forward(benchmark::State& state, ViTOptions options) {
 void train_step(benchmark::State& state, bool train_backbone) {
   configure_threads();
   at::manual_seed(0);
-  const auto config = default_config(train_backbone ? "finetune" : "linear-probe");
-  auto model = make_linear_model(std::make_shared<VisionTransformer>(config.backbone), {}, train_backbone);
+  const auto config = embedded_default();
+  auto vit = std::make_shared<VisionTransformer>(config.backbone);
+  auto model = train_backbone ? make_finetune(vit) : make_linear_probe(vit);
   const auto ctx = TaskContext::for_task(0, 5, {2, 2, 2, 2, 2}, true);
   model->begin_task(ctx);
-  RoleOptimizer optimizer(model->parameter_groups(), config.train);
+  Trainer trainer("benchmark", model->parameter_groups().trainer_groups(config.train.slow_lr_scale), config.train.optim);
   const int64_t batch = config.train.batch_size;
   auto images = at::randn({batch, 3, config.backbone.image_size, config.backbone.image_size});
   auto labels = at::randint(0, 2, {batch}, at::kLong);
   model->train();
   for (auto _ : state) {
-    auto loss = model->loss(model->forward(images, ctx), labels, ctx);
-    optimizer.zero_grad();
-    loss.backward();
-    optimizer.step();
+    trainer.step(model->loss(model->forward(images, ctx), labels, ctx));
   }
   state.counters["images/s"] = benchmark::Counter(static_cast<double>(batch * state.iterations()), benchmark::Counter::kIsRate);
 }

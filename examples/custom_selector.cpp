@@ -2,12 +2,12 @@
 // prefix-tuned into layer 0; without task identity (evaluation) the prompts of all seen tasks
 // are averaged. Everything a selector needs is in this file.   example_custom_selector
 #include <clprompt/head/linear.hpp>
-#include <clprompt/methods/baselines.hpp>
+#include <clprompt/methods/linear_probe.hpp>
 
 #include "example_common.hpp"
 
 struct PerTaskPrefix : torch::nn::Module {
-  static constexpr bool needs_query = false;  // no extra forward pass of the backbone
+  static constexpr auto query_source = clprompt::QuerySource::none;  // no extra forward pass of the backbone
 
   PerTaskPrefix(int64_t length, int64_t dim) : length_(length), dim_(dim) {
     prompts = register_module("prompts", torch::nn::ParameterList());
@@ -34,7 +34,7 @@ int main(int argc, char** argv) try {
   clprompt::ContinualModel<clprompt::VisionTransformer, PerTaskPrefix, clprompt::LinearHead> model(
       vit, std::make_shared<PerTaskPrefix>(4, vit->dim()),
       std::make_shared<clprompt::LinearHead>(clprompt::LinearHeadOptions{}, clprompt::dims_of(*vit)));
-  return example::run(model, example::split_fashion_mnist(), {.lr = 1e-2, .batch_size = 64}, "custom selector");
+  return example::run(model, example::split_fashion_mnist(), {.optim = {.lr = 1e-2}, .batch_size = 64}, "custom selector");
 } catch (const clprompt::Error& e) {
   fmt::print(stderr, "error: {}\n", e.what());
   return 1;

@@ -13,7 +13,8 @@
 #include <clprompt/core/threads.hpp>
 #include <clprompt/data/idx.hpp>
 #include <clprompt/data/scenario.hpp>
-#include <clprompt/learn/experiment.hpp>
+#include <clprompt/learn/learner.hpp>
+#include <clprompt/run/experiment.hpp>
 
 namespace example {
 
@@ -22,7 +23,7 @@ constexpr uint64_t kSeed = 1993;
 inline std::shared_ptr<clprompt::VisionTransformer> small_vit(int argc, char** argv) {
   clprompt::configure_threads();
   clprompt::seed_everything(kSeed);
-  auto vit = std::make_shared<clprompt::VisionTransformer>(clprompt::default_config("finetune").backbone);
+  auto vit = std::make_shared<clprompt::VisionTransformer>(clprompt::embedded_default().backbone);
   if (argc > 1) clprompt::load_timm_vit(*vit, argv[1]);
   else fmt::print("note: randomly initialised backbone (pass a timm ViT safetensors file to load one)\n");
   return vit;
@@ -38,7 +39,7 @@ inline clprompt::Scenario split_fashion_mnist(int64_t train_per_class = 300, int
 
 /// Published recipe, shortened to one epoch with batch 64 so that the example runs in a minute.
 inline clprompt::TrainOptions shortened(clprompt::TrainOptions published) {
-  published.lr *= 64.0 / static_cast<double>(published.batch_size);
+  published.optim.lr *= 64.0 / static_cast<double>(published.batch_size);
   published.batch_size = 64;
   published.epochs = 1;
   return published;

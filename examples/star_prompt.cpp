@@ -2,7 +2,7 @@
 // The clip directory holds CLIP weights and tokenizer, e.g. a download of Hugging Face's
 // openai/clip-vit-base-patch16 (model.safetensors, vocab.json, merges.txt). Without it, the
 // second level runs on class-mean keys of the backbone: a fallback, not STAR-Prompt's numbers.
-#include <clprompt/backbone/clip_loader.hpp>
+#include <clprompt/clip/clip_loader.hpp>
 #include <clprompt/methods/star_prompt.hpp>
 
 #include "example_common.hpp"

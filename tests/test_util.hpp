@@ -12,8 +12,9 @@
 #include "clprompt/backbone/vit.hpp"
 #include "clprompt/core/seed.hpp"
 #include "clprompt/data/dataset.hpp"
+#include "clprompt/io/file_bytes.hpp"
 #include "clprompt/data/idx.hpp"
-#include "clprompt/model/task_context.hpp"
+#include "clprompt/core/task_context.hpp"
 
 namespace clprompt::test {
 

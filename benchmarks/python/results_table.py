@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Aggregates `clprompt run` outputs (<runs>/seed<S>/<run>/results.json) into a JSON summary and the
 table of docs/results.md (mean +- sample std over seeds). The markdown file keeps everything outside
-the <!-- results-table:begin/end --> markers, so the written analysis around the table survives."""
+the <!-- results-table:begin/end --> markers, so the written analysis around the table survives.
+Row order and labels come from the method registry (`clprompt methods --json`, given as --methods):
+no method name is written here."""
 import argparse
 import glob
 import json
@@ -9,19 +11,6 @@ import os
 import platform
 import statistics
 
-ORDER = ["joint", "linear-probe", "finetune", "l2p", "dualprompt", "coda-prompt", "slca", "coda-prompt+align",
-         "star-prompt-fallback"]
-LABELS = {
-    "joint": "Joint training (upper bound)",
-    "linear-probe": "Linear probe (frozen backbone)",
-    "finetune": "Sequential fine-tuning",
-    "l2p": "L2P",
-    "dualprompt": "DualPrompt",
-    "coda-prompt": "CODA-Prompt",
-    "slca": "SLCA",
-    "coda-prompt+align": "CODA-Prompt + CA",
-    "star-prompt-fallback": "STAR-Prompt level 2, class-mean keys (fallback, no CLIP)",
-}
 METRICS = [("final_average_accuracy", "Final avg acc (%)"), ("average_incremental_accuracy", "Avg incremental acc (%)"),
            ("forgetting", "Forgetting"), ("train_seconds", "Train time (s)"), ("total_seconds", "Wall time (s)")]
 BEGIN, END = "<!-- results-table:begin -->", "<!-- results-table:end -->"
@@ -61,17 +50,23 @@ def main():
     ap.add_argument("--json", required=True)
     ap.add_argument("--markdown", required=True)
     ap.add_argument("--command", default="bash benchmarks/results.sh")
+    ap.add_argument("--methods", required=True, help="the output of `clprompt methods --json`")
     a = ap.parse_args()
+    with open(a.methods) as f:
+        registry = json.load(f)
+    reported = [r for m in registry["methods"] for r in m["reported_runs"]]
+    order = [r["run"] for r in reported]
+    labels = {r["run"]: r["label"] for r in reported}
 
     runs = load_runs(a.runs)
     if not runs:
         raise SystemExit(f"results_table.py: no finished runs under {a.runs}/seed*/<run>/results.json")
-    names = [n for n in ORDER if n in runs] + sorted(n for n in runs if n not in ORDER)
+    names = [n for n in order if n in runs] + sorted(n for n in runs if n not in order)
     summary = {"command": a.command, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                "runs": {}}
     for name in names:
         rs = runs[name]
-        entry = {"label": LABELS.get(name, name), "seeds": [r["seed"] for r in rs],
+        entry = {"label": labels.get(name, name), "seeds": [r["seed"] for r in rs],
                  "threads": rs[0]["threads"], "notes": rs[0]["notes"], "config": rs[0]["config"]}
         for key, _ in METRICS:
             entry[key] = summarise([r.get(key) for r in rs])

@@ -1,7 +1,7 @@
 // Builds against the installed package and runs one training step of a fine-tuning model.
 #include <cstdio>
 
-#include <clprompt/methods/baselines.hpp>
+#include <clprompt/methods/linear_probe.hpp>
 
 int main() {
   clprompt::ViTOptions vit;
@@ -10,7 +10,7 @@ int main() {
   vit.embed_dim = 32;
   vit.depth = 1;
   vit.num_heads = 2;
-  auto model = clprompt::make_linear_model(std::make_shared<clprompt::VisionTransformer>(vit), {}, true);
+  auto model = clprompt::make_finetune(std::make_shared<clprompt::VisionTransformer>(vit));
   const auto ctx = clprompt::TaskContext::for_task(0, 1, {3}, /*training=*/true);
   model->begin_task(ctx);
   auto images = at::randn({4, 3, 16, 16});

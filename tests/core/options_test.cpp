@@ -83,3 +83,58 @@ TEST_CASE("devices resolve by name and unknown or unavailable ones name the fiel
   CHECK_THROWS_WITH(clprompt::resolve_device("tpu", "run.device"), Catch::Contains("'run.device'") && Catch::Contains("tpu"));
   if (!at::hasCUDA()) CHECK_THROWS_WITH(clprompt::resolve_device("cuda:0"), Catch::Contains("without CUDA"));
 }
+
+namespace {
+struct Shared {
+  double lr = 0.1;
+  int64_t steps = 3;
+  static constexpr auto fields() {
+    return std::tuple{clprompt::field("lr", &Shared::lr), clprompt::field("steps", &Shared::steps)};
+  }
+  void validate(const std::string& path) const { clprompt::require_option(lr > 0, path, "lr", "must be positive"); }
+};
+struct WithInline {
+  int64_t epochs = 1;
+  Shared shared;
+  static constexpr auto fields() {
+    return std::tuple{clprompt::field("epochs", &WithInline::epochs), clprompt::inline_fields(&WithInline::shared)};
+  }
+};
+struct Sized {
+  int64_t layer = 0;
+  static constexpr auto fields() { return std::tuple{clprompt::field("layer", &Sized::layer)}; }
+  void validate(const std::string& path, int64_t depth) const {
+    clprompt::require_option(layer < depth, path, "layer", "outside the model");
+  }
+};
+struct HoldsSized {
+  Sized inner;
+  std::vector<Sized> list{Sized{}, Sized{}};
+  static constexpr auto fields() {
+    return std::tuple{clprompt::field("inner", &HoldsSized::inner), clprompt::field("list", &HoldsSized::list)};
+  }
+};
+}  // namespace
+
+TEST_CASE("inline field groups read and write flat and validate under the owner's path", "[core][options]") {
+  using clprompt::Json;
+  const auto o = clprompt::options_from_json<WithInline>(Json::parse(R"({"epochs": 2, "lr": 0.5})"), "train");
+  CHECK(o.epochs == 2);
+  CHECK(o.shared.lr == 0.5);
+  CHECK(o.shared.steps == 3);
+  CHECK(clprompt::write_options(o) == Json::parse(R"({"epochs": 2, "lr": 0.5, "steps": 3})"));
+  CHECK_THROWS_WITH(clprompt::options_from_json<WithInline>(Json::parse(R"({"lr": -1})"), "train"),
+                    Catch::Contains("'train.lr'") && Catch::Contains("positive"));
+  CHECK_THROWS_WITH(clprompt::options_from_json<WithInline>(Json::parse(R"({"shared": {}})"), "train"),
+                    Catch::Contains("'train.shared'") && Catch::Contains("epochs, lr, steps"));
+}
+
+TEST_CASE("validate_in_context reaches every nested struct with its path", "[core][options]") {
+  HoldsSized h;
+  CHECK_NOTHROW(clprompt::validate_in_context(h, "m", int64_t{2}));
+  h.list[1].layer = 5;
+  CHECK_THROWS_WITH(clprompt::validate_in_context(h, "m", int64_t{2}), Catch::Contains("'m.list[1].layer'"));
+  h.list[1].layer = 0;
+  h.inner.layer = 2;
+  CHECK_THROWS_WITH(clprompt::validate_in_context(h, "m", int64_t{2}), Catch::Contains("'m.inner.layer'"));
+}

@@ -14,6 +14,7 @@
 #include "clprompt/data/cifar.hpp"
 #include "clprompt/data/idx.hpp"
 #include "clprompt/data/image_folder.hpp"
+#include "clprompt/io/file_bytes.hpp"
 #include "clprompt/data/loader.hpp"
 #include "test_util.hpp"
 
@@ -309,7 +310,7 @@ TEST_CASE("image folders decode PNG and JPEG per class folder", "[data][image_fo
   CHECK_THAT(resized.description(), Catch::Contains("4 images, 3 classes, decoded to 8x8x3"));
   // Decoding on the loader's worker thread, with ImageNet normalisation.
   int64_t loaded = 0;
-  const clprompt::Loader loader(resized, {3, 2, 1, 0}, {0, 1, 2}, clprompt::Transform{}, 3, true, 1);
+  const clprompt::Loader loader(resized, {3, 2, 1, 0}, {0, 1, 2}, clprompt::Transform{}, {.batch_size = 3, .training = true, .seed = 1});
   for (const clprompt::Batch& b : loader.epoch(0)) {
     CHECK(b.images.size(1) == 3);
     CHECK(b.images.size(2) == 8);

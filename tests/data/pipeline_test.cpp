@@ -262,7 +262,7 @@ TEST_CASE("the loader visits each index once per epoch with remapped labels", "[
   const Indices subset{3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 33, 35, 37, 39, 0, 2, 4, 6};
   const Indices label_map{3, 2, 1, 0};
   const clprompt::Transform plain({.mean = {}, .std = {}});
-  const clprompt::Loader train(*data, subset, label_map, plain, 5, true, 42);
+  const clprompt::Loader train(*data, subset, label_map, plain, {.batch_size = 5, .training = true, .seed = 42});
   CHECK(train.size() == 23);
   CHECK(train.num_batches() == 5);
 
@@ -292,13 +292,13 @@ TEST_CASE("the loader visits each index once per epoch with remapped labels", "[
   CHECK(orders[0] != orders[1]);
 
   // Reproducible per seed and independent of what was consumed before.
-  const clprompt::Loader again(*data, subset, label_map, plain, 5, true, 42);
+  const clprompt::Loader again(*data, subset, label_map, plain, {.batch_size = 5, .training = true, .seed = 42});
   CHECK(again.order(1) == orders[1]);
   CHECK(at::equal(again.batch(1, 4).images, train.batch(1, 4).images));
-  CHECK(clprompt::Loader(*data, subset, label_map, plain, 5, true, 43).order(0) != orders[0]);
+  CHECK(clprompt::Loader(*data, subset, label_map, plain, {.batch_size = 5, .training = true, .seed = 43}).order(0) != orders[0]);
 
   // Test mode: the given order, a partial last batch.
-  const clprompt::Loader test(*data, subset, label_map, plain, 10, false, 42);
+  const clprompt::Loader test(*data, subset, label_map, plain, {.batch_size = 10, .training = false, .seed = 42});
   CHECK(test.order(0) == subset);
   CHECK(test.order(3) == subset);
   Indices seen;
@@ -312,19 +312,19 @@ TEST_CASE("the loader visits each index once per epoch with remapped labels", "[
     break;
   }
   int64_t none = 0;
-  for (const auto& b : clprompt::Loader(*data, {}, label_map, plain, 5, true, 1).epoch(0)) none += b.labels.size(0);
+  for (const auto& b : clprompt::Loader(*data, {}, label_map, plain, {.batch_size = 5, .training = true, .seed = 1}).epoch(0)) none += b.labels.size(0);
   CHECK(none == 0);
 
-  CHECK_THROWS_AS(clprompt::Loader(*data, subset, label_map, plain, 0, true, 1), clprompt::ConfigError);
-  CHECK_THROWS_AS(clprompt::Loader(*data, {40}, label_map, plain, 5, true, 1), clprompt::ShapeError);
-  CHECK_THROWS_AS(clprompt::Loader(*data, subset, {0, 1}, plain, 5, true, 1), clprompt::ShapeError);
+  CHECK_THROWS_AS(clprompt::Loader(*data, subset, label_map, plain, {.batch_size = 0, .training = true, .seed = 1}), clprompt::ConfigError);
+  CHECK_THROWS_AS(clprompt::Loader(*data, {40}, label_map, plain, {.batch_size = 5, .training = true, .seed = 1}), clprompt::ShapeError);
+  CHECK_THROWS_AS(clprompt::Loader(*data, subset, {0, 1}, plain, {.batch_size = 5, .training = true, .seed = 1}), clprompt::ShapeError);
 }
 
 TEST_CASE("a worker exception reaches the consumer", "[data][loader]") {
   const FailingDataset data;
   Indices all(20);
   std::iota(all.begin(), all.end(), int64_t{0});
-  const clprompt::Loader loader(data, all, {0, 1}, clprompt::Transform{}, 4, false, 0);
+  const clprompt::Loader loader(data, all, {0, 1}, clprompt::Transform{}, {.batch_size = 4, .training = false, .seed = 0});
   int64_t batches = 0;
   auto run = [&] {
     for (const auto& b : loader.epoch(0)) {

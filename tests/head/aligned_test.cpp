@@ -117,7 +117,6 @@ std::pair<double, double> biased_alignment(double scale, double bias, SLCAHeadOp
     const double after = accuracy(*head, x_test, y_test, ctx);
     if (t == 0) CHECK(head->last_alignment_loss().empty());  // no alignment after the first task
     if (t == 2) result = {before, after};
-    head->end_task(ctx.for_evaluation());
   }
   if (losses) *losses = head->last_alignment_loss();
   return result;
@@ -213,4 +212,30 @@ TEST_CASE("SLCA runs end to end through the Learner on tiny data", "[head][align
   for (double a : results.accuracy.back()) CHECK(std::isfinite(a));
   CHECK(model->head().last_alignment_loss().size() == 5);
   CHECK(model->head().statistics().count(3) == 16);
+}
+
+TEST_CASE("decorators keep every hook in any order: LogitNormalized<Aligned<LinearHead>> still aligns",
+          "[head][aligned][decorator]") {
+  using Stacked = LogitNormalized<Aligned<LinearHead>>;
+  static_assert(check_classifier_head<Stacked>());
+  static_assert(clprompt::detail::HeadHasConsolidate<Stacked>);        // forwarded from Aligned
+  static_assert(clprompt::detail::HeadHasAlignmentLoss<Stacked>);      // its own
+  static_assert(!clprompt::detail::HeadHasEndTask<Stacked>);           // none of the wrapped heads has one
+  static_assert(!clprompt::detail::HeadHasAlignmentLoss<Aligned<LinearHead>>);
+  static_assert(clprompt::detail::HeadHasAlignmentLoss<Aligned<LogitNormalized<LinearHead>>>);
+  seed_everything(3);
+  const BackboneDims dims{4, 1, 1};
+  AlignmentOptions alignment;
+  alignment.epochs = 2;
+  alignment.samples_per_class = 8;
+  auto aligned = std::make_shared<Aligned<LinearHead>>(alignment, std::make_shared<LinearHead>(LinearHeadOptions{}, dims), dims);
+  auto head = std::make_shared<Stacked>(LogitNormOptions{}, aligned);
+  for (int64_t t = 0; t < 2; ++t) {
+    const auto ctx = test::task_ctx(t, true, 2);
+    head->begin_task(ctx);
+    const auto y = at::arange(ctx.class_begin, ctx.class_end, at::kLong).repeat(6);
+    head->consolidate(ctx, stream_of(at::randn({y.size(0), 4}) + y.unsqueeze(1).to(at::kFloat), y));
+  }
+  CHECK(aligned->last_alignment_loss().size() == 2);  // the second task was aligned through the outer decorator
+  CHECK(aligned->statistics().num_classes() == 4);
 }

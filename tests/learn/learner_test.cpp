@@ -4,10 +4,11 @@
 #include "clprompt/core/seed.hpp"
 #include "clprompt/data/dataset.hpp"
 #include "clprompt/data/idx.hpp"
-#include "clprompt/learn/experiment.hpp"
+#include "clprompt/run/experiment.hpp"
 #include "clprompt/learn/learner.hpp"
 #include "clprompt/learn/metrics.hpp"
-#include "clprompt/methods/baselines.hpp"
+#include "clprompt/methods/finetune.hpp"
+#include "clprompt/methods/linear_probe.hpp"
 #include "test_util.hpp"
 
 // Last: glog (pulled in by ATen) defines its own CHECK, which Catch's must override.
@@ -83,14 +84,14 @@ TEST_CASE("the learner runs a scenario task by task and is reproducible", "[lear
   so.num_tasks = 2;
   TransformOptions to;
   TrainOptions tr;
-  tr.lr = 0.1;
+  tr.optim.lr = 0.1;
   tr.epochs = 8;
   tr.batch_size = 16;
 
   auto run_once = [&] {
     seed_everything(7);
     Scenario scenario(train, test, so, 7);
-    auto model = make_linear_model(std::make_shared<VisionTransformer>(test::tiny_vit(1)), {}, false);
+    auto model = make_linear_probe(std::make_shared<VisionTransformer>(test::tiny_vit(1)));
     Learner<FineTune> learner(*model, scenario, tr, to, 7);
     LearnerHooks hooks;
     hooks.log = nullptr;
@@ -131,18 +132,18 @@ TEST_CASE("a NaN loss stops training with a named error", "[learn][learner]") {
 }
 
 TEST_CASE("configurations resolve over the method's defaults and name bad fields", "[learn][config]") {
-  auto c = resolve_config("linear-probe", parse_override("train.lr=0.5"));
-  CHECK(c.train.lr == 0.5);
+  auto c = resolve_config(builtin_methods(), "linear-probe", parse_override("train.lr=0.5"));
+  CHECK(c.train.optim.lr == 0.5);
   CHECK(c.method == "linear-probe");
   CHECK(c.data.dataset == "fashion-mnist");
   CHECK(parse_override("scenario.class_order=[1,0]") == Json::parse(R"({"scenario": {"class_order": [1, 0]}})"));
   CHECK(parse_override("data.root=/tmp/x") == Json::parse(R"({"data": {"root": "/tmp/x"}})"));
-  CHECK_THROWS_WITH(resolve_config("no-such-method"), Catch::Contains("finetune") && Catch::Contains("linear-probe"));
-  CHECK_THROWS_WITH(resolve_config("finetune", Json::parse(R"({"train": {"lr": -1}})")), Catch::Contains("'train.lr'"));
-  CHECK_THROWS_WITH(resolve_config("finetune", Json::parse(R"({"trian": {}})")), Catch::Contains("'trian'"));
-  CHECK_THROWS_WITH(resolve_config("finetune", Json::parse(R"({"data": {"dataset": "imagenet"}})")),
+  CHECK_THROWS_WITH(resolve_config(builtin_methods(), "no-such-method"), Catch::Contains("finetune") && Catch::Contains("linear-probe"));
+  CHECK_THROWS_WITH(resolve_config(builtin_methods(), "finetune", Json::parse(R"({"train": {"lr": -1}})")), Catch::Contains("'train.lr'"));
+  CHECK_THROWS_WITH(resolve_config(builtin_methods(), "finetune", Json::parse(R"({"trian": {}})")), Catch::Contains("'trian'"));
+  CHECK_THROWS_WITH(resolve_config(builtin_methods(), "finetune", Json::parse(R"({"data": {"dataset": "imagenet"}})")),
                     Catch::Contains("'data.dataset'"));
-  CHECK_THROWS_WITH(resolve_config("finetune", Json::parse(R"({"method": "linear-probe"})")),
+  CHECK_THROWS_WITH(resolve_config(builtin_methods(), "finetune", Json::parse(R"({"method": "linear-probe"})")),
                     Catch::Contains("'method'"));
   CHECK_THROWS_AS(parse_override("novalue"), ConfigError);
 }
@@ -159,10 +160,10 @@ TEST_CASE("run_experiment writes results, plot and checkpoint from IDX files", "
                  {"scenario", {{"train_per_class", 0}}},
                  {"train", {{"batch_size", 8}}},
                  {"transform", {{"horizontal_flip", false}}}};
-  const auto config = resolve_config("finetune", overrides);
+  const auto config = resolve_config(builtin_methods(), "finetune", overrides);
   ExperimentOutput output{dir.file("out"), {}};
   output.hooks.log = nullptr;
-  const auto results = run_experiment(config, output);
+  const auto results = run_experiment(builtin_methods(), config, output);
   CHECK(results.complete());
   CHECK(results.num_tasks == 5);
   CHECK(results.config.at("data").at("root") == dir.path().string());
@@ -172,13 +173,13 @@ TEST_CASE("run_experiment writes results, plot and checkpoint from IDX files", "
   CHECK(j.at("accuracy_matrix").size() == 5);
   CHECK(j.at("notes").at(0).get<std::string>().find("randomly initialised") != std::string::npos);
   CHECK(std::filesystem::file_size(dir.file("out/accuracy.svg")) > 500);
-  auto restored = make_linear_model(std::make_shared<VisionTransformer>(test::tiny_vit(1)), {}, true);
+  auto restored = make_finetune(std::make_shared<VisionTransformer>(test::tiny_vit(1)));
   CHECK(restored->load(dir.file("out/model.safetensors")).at("clprompt.method") == "finetune");
   CHECK(restored->tasks_started() == 5);
 
   SECTION("a missing data directory is a named error") {
     auto bad = config;
     bad.data.root = dir.file("nowhere");
-    CHECK_THROWS_WITH(run_experiment(bad, {}), Catch::Contains(dir.file("nowhere")));
+    CHECK_THROWS_WITH(run_experiment(builtin_methods(), bad, {}), Catch::Contains(dir.file("nowhere")));
   }
 }

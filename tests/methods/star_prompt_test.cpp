@@ -3,12 +3,12 @@
 #include <filesystem>
 #include <fstream>
 
-#include "backbone/tiny_clip.hpp"
-#include "clprompt/backbone/clip_loader.hpp"
+#include "clip/tiny_clip.hpp"
+#include "clprompt/clip/clip_loader.hpp"
 #include "clprompt/core/seed.hpp"
-#include "clprompt/learn/experiment.hpp"
+#include "clprompt/run/experiment.hpp"
 #include "clprompt/methods/star_prompt.hpp"
-#include "clprompt/selector/clip_text_prototypes.hpp"
+#include "clprompt/prototypes/clip_text_prototypes.hpp"
 #include "test_util.hpp"
 
 // Last: glog (pulled in by ATen) defines its own CHECK, which Catch's must override.
@@ -39,7 +39,7 @@ struct ClusteredFeatures {
 Results run_quietly(const Json& overrides, const std::string& out) {
   ExperimentOutput output{out, {}};
   output.hooks.log = nullptr;
-  return run_experiment(resolve_config("star-prompt", overrides), output);
+  return run_experiment(builtin_methods(), resolve_config(builtin_methods(), "star-prompt", overrides), output);
 }
 
 bool has_note(const Results& results, const std::string& text) {
@@ -123,10 +123,10 @@ TEST_CASE("star-prompt runs end to end through the CLIP path and with the fallba
                  {"scenario", {{"train_per_class", 0}, {"num_tasks", 2}}},
                  {"train", {{"batch_size", 8}}},
                  {"transform", {{"horizontal_flip", false}}},
-                 {"method_options", {{"head", {{"alignment", {{"epochs", 2}, {"epochs_per_task", 1}}}}}}}};
+                 {"head_options", {{"alignment", {{"epochs", 2}, {"epochs_per_task", 1}}}}}};
 
   SECTION("with CLIP") {
-    overrides["clip"] = dir / "clip";
+    overrides["method_options"]["clip"] = dir / "clip";
     const auto results = run_quietly(overrides, dir / "out");
     CHECK(results.complete());
     CHECK(results.method == "star-prompt");
@@ -151,13 +151,14 @@ TEST_CASE("star-prompt runs end to end through the CLIP path and with the fallba
     CHECK(results.method == "star-prompt-fallback");
     CHECK(has_note(results, "fallback"));
   }
-  SECTION("configuration errors name the field") {
-    overrides["clip"] = dir / "nowhere";
-    ExperimentOutput quiet;
-    quiet.hooks.log = nullptr;
-    CHECK_THAT(test::error_message<Error>([&] { run_experiment(resolve_config("star-prompt", overrides), quiet); }),
+  SECTION("configuration errors name the field, before any data is read") {
+    overrides["method_options"]["clip"] = dir / "nowhere";
+    const auto registry = builtin_methods();
+    // A missing CLIP directory fails while the configuration is resolved.
+    CHECK_THAT(test::error_message<Error>([&] { resolve_config(registry, "star-prompt", overrides); }),
                Catch::Contains(dir / "nowhere"));
-    CHECK_THAT(test::error_message<ConfigError>([&] { run_experiment(resolve_config("finetune", overrides), quiet); }),
-               Catch::Contains("only star-prompt uses CLIP"));
+    // CLIP is STAR-Prompt's option: other methods have no such field.
+    CHECK_THAT(test::error_message<ConfigError>([&] { resolve_config(registry, "finetune", overrides); }),
+               Catch::Contains("method_options.clip") && Catch::Contains("unknown field"));
   }
 }

@@ -1,4 +1,5 @@
-#include "clprompt/methods/baselines.hpp"
+#include "clprompt/methods/finetune.hpp"
+#include "clprompt/methods/linear_probe.hpp"
 #include "clprompt/io/safetensors.hpp"
 #include "test_util.hpp"
 
@@ -13,7 +14,7 @@ namespace {
 // (no task identity) the prompts of all seen tasks are averaged. It satisfies the contract with
 // nothing but the members it needs.
 struct PerTaskPrompt : torch::nn::Module {
-  static constexpr bool needs_query = false;
+  static constexpr clprompt::QuerySource query_source = clprompt::QuerySource::none;
   PerTaskPrompt(int64_t length, int64_t dim) : length_(length), dim_(dim) {
     prompts = register_module("prompts", torch::nn::ParameterList());
   }
@@ -59,10 +60,10 @@ static_assert(ClassifierHead<NearestMeanHead>);
 
 // Deliberately incomplete policies: the concepts reject them.
 struct NoSelect : torch::nn::Module {
-  static constexpr bool needs_query = true;
+  static constexpr clprompt::QuerySource query_source = clprompt::QuerySource::backbone;
 };
 struct NotAModule {
-  static constexpr bool needs_query = true;
+  static constexpr clprompt::QuerySource query_source = clprompt::QuerySource::backbone;
   Selection select(const at::Tensor&, const TaskContext&) { return {}; }
 };
 struct NoLoss : torch::nn::Module {
@@ -80,7 +81,7 @@ static_assert(ClassifierHead<LinearHead>);
 
 TEST_CASE("LinearHead grows per task and masks other tasks' logits in training", "[model][head]") {
   at::manual_seed(0);
-  auto model = make_linear_model(std::make_shared<VisionTransformer>(test::tiny_vit()), {}, /*train_backbone=*/false);
+  auto model = make_linear_probe(std::make_shared<VisionTransformer>(test::tiny_vit()));
   auto x = at::randn({4, 3, 8, 8});
   model->begin_task(test::task_ctx(0));
   CHECK(model->forward(x, test::task_ctx(0)).logits.sizes() == at::IntArrayRef({4, 2}));
@@ -111,7 +112,7 @@ TEST_CASE("parameter groups follow the learning roles", "[model]") {
     for (auto& p : vit->parameters()) n += p.numel();
     return n;
   }();
-  auto probe = make_linear_model(vit, {}, false);
+  auto probe = make_linear_probe(vit);
   probe->begin_task(test::task_ctx(0));
   auto g = probe->parameter_groups();
   CHECK(g.frozen_elements == backbone_elements);
@@ -147,7 +148,7 @@ TEST_CASE("a user-written selector and head compose into a ContinualModel", "[mo
 TEST_CASE("checkpoints round-trip grown models and reject mismatches by name", "[model][checkpoint]") {
   test::TempDir dir;
   at::manual_seed(2);
-  auto model = make_linear_model(std::make_shared<VisionTransformer>(test::tiny_vit()), {}, true);
+  auto model = make_finetune(std::make_shared<VisionTransformer>(test::tiny_vit()));
   for (int64_t t = 0; t < 2; ++t) {
     model->begin_task(test::task_ctx(t));
     model->end_task();
@@ -156,7 +157,7 @@ TEST_CASE("checkpoints round-trip grown models and reject mismatches by name", "
   model->save(path, {{"note", "test"}});
   auto x = at::randn({5, 3, 8, 8});
 
-  auto restored = make_linear_model(std::make_shared<VisionTransformer>(test::tiny_vit()), {}, true);
+  auto restored = make_finetune(std::make_shared<VisionTransformer>(test::tiny_vit()));
   auto meta = restored->load(path);
   CHECK(meta.at("note") == "test");
   CHECK(restored->tasks_started() == 2);
@@ -167,13 +168,13 @@ TEST_CASE("checkpoints round-trip grown models and reject mismatches by name", "
   SECTION("a different architecture lists the mis-shaped tensors") {
     auto o = test::tiny_vit();
     o.embed_dim = 8;
-    auto other = make_linear_model(std::make_shared<VisionTransformer>(o), {}, true);
+    auto other = make_finetune(std::make_shared<VisionTransformer>(o));
     CHECK_THROWS_WITH(other->load(path), Catch::Contains(path) && Catch::Contains("backbone.pos_embed"));
   }
   SECTION("a file that is not a clprompt checkpoint is named as such") {
     const auto other = dir.file("weights.safetensors");
     write_safetensors(other, {{"pos_embed", at::zeros({1})}});
-    auto fresh = make_linear_model(std::make_shared<VisionTransformer>(test::tiny_vit()), {}, true);
+    auto fresh = make_finetune(std::make_shared<VisionTransformer>(test::tiny_vit()));
     CHECK_THROWS_WITH(fresh->load(other), Catch::Contains(other) && Catch::Contains("not a clprompt model checkpoint"));
   }
   SECTION("loading into a model that has started learning is refused") {

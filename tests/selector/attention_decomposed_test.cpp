@@ -393,16 +393,21 @@ TEST_CASE("AttentionDecomposed: options are validated and serialised by name", "
           auto o = small_options();
           o.layers = {0, 5};
           AttentionDecomposed(o, small_dims());
-        }) == "selector.layers[1]");
+        }) == "layers[1]");  // constructors name the field relative to the options ...
+  CHECK(config_field([] {
+          auto o = small_options();
+          o.layers = {0, 5};
+          validate_in_context(o, "method_options.selector", small_dims());
+        }) == "method_options.selector.layers[1]");  // ... callers that know the place, the whole path
   CHECK(config_field([] {
           auto o = small_options();
           o.pool_size = 20;
           AttentionDecomposed(o, small_dims());  // 20 orthogonal keys do not fit in R^16
-        }) == "selector.pool_size");
+        }) == "pool_size");
   CHECK(config_field([] {
           AttentionDecomposed selector(small_options(), small_dims());
           selector.begin_task(TaskContext::for_task(0, 10, {2}, true));
-        }) == "selector.num_tasks");
+        }) == "num_tasks");
   CHECK_THAT(test::error_message<ConfigError>([] {
                AttentionDecomposed selector(small_options(), small_dims());
                selector.begin_task(TaskContext::for_task(0, 10, {2}, true));

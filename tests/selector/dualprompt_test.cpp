@@ -18,7 +18,7 @@ using namespace clprompt;
 namespace {
 
 static_assert(PromptSelector<DualPrompt>);
-static_assert(DualPrompt::needs_query);
+static_assert(DualPrompt::query_source == clprompt::QuerySource::backbone);
 
 constexpr BackboneDims kDims{16, 5, 2};
 
@@ -47,28 +47,32 @@ TEST_CASE("DualPrompt options: dualprompt-pytorch defaults, CODA repo preset, er
   };
   auto bad = o;
   bad.e_layers = {2, 3, 5};
-  CHECK_THAT(message(bad), Catch::Contains("selector.e_layers[2]") && Catch::Contains("[0, 5)"));
+  CHECK_THAT(message(bad), Catch::Contains("'e_layers[2]'") && Catch::Contains("[0, 5)"));
   bad = o;
   bad.g_layers = {1, 1};
-  CHECK_THAT(message(bad), Catch::Contains("selector.g_layers[1]") && Catch::Contains("twice"));
+  CHECK_THAT(message(bad), Catch::Contains("'g_layers[1]'") && Catch::Contains("twice"));
   bad = coda;
   bad.e_length = 5;
-  CHECK_THAT(message(bad), Catch::Contains("selector.e_length") && Catch::Contains("even"));
+  CHECK_THAT(message(bad), Catch::Contains("'e_length'") && Catch::Contains("even"));
   bad = coda;
   bad.g_length = 3;
-  CHECK_THAT(message(bad), Catch::Contains("selector.g_length"));
+  CHECK_THAT(message(bad), Catch::Contains("'g_length'"));
   bad = o;
   bad.top_k = 0;
-  CHECK_THAT(message(bad), Catch::Contains("selector.top_k"));
+  CHECK_THAT(message(bad), Catch::Contains("'top_k'"));
   bad = o;
   bad.e_layers = {};
-  CHECK_THAT(message(bad), Catch::Contains("selector.e_layers"));
+  CHECK_THAT(message(bad), Catch::Contains("'e_layers'"));
+  bad = o;
+  bad.e_layers = {2, 3, 5};
+  CHECK_THROWS_WITH(validate_in_context(bad, "method_options.selector", kDims),
+                    Catch::Contains("'method_options.selector.e_layers[2]'"));
   CHECK_THROWS_WITH(options_from_json<DualPrompt::Options>(Json{{"prefix_style", "thirds"}}, "selector"),
                     Catch::Contains("selector.prefix_style") && Catch::Contains("key_value"));
 
   // Task identity past the pool is an error naming the option.
   DualPrompt dual(o, kDims);
-  CHECK_THROWS_WITH(dual.begin_task(test::task_ctx(10, true, 11)), Catch::Contains("selector.e_pool_size"));
+  CHECK_THROWS_WITH(dual.begin_task(test::task_ctx(10, true, 11)), Catch::Contains("'e_pool_size'"));
   CHECK_THROWS_AS(dual.select(at::randn({2, 16}), test::task_ctx(10, true, 11)), ConfigError);
   CHECK_NOTHROW(dual.begin_task(test::task_ctx(9, true, 11)));
 }

@@ -18,7 +18,7 @@ using namespace clprompt;
 namespace {
 
 static_assert(PromptSelector<KeyQueryPool>);
-static_assert(KeyQueryPool::needs_query);
+static_assert(KeyQueryPool::query_source == clprompt::QuerySource::backbone);
 
 constexpr BackboneDims kDims{16, 5, 2};
 
@@ -56,22 +56,22 @@ TEST_CASE("KeyQueryPool options: l2p-pytorch defaults, JSON round trip, errors n
   };
   auto bad = o;
   bad.top_k = 11;
-  CHECK_THAT(message(bad), Catch::Contains("selector.top_k") && Catch::Contains("pool_size = 10"));
+  CHECK_THAT(message(bad), Catch::Contains("'top_k'") && Catch::Contains("pool_size = 10"));
   bad = o;
   bad.length = 0;
-  CHECK_THAT(message(bad), Catch::Contains("selector.length"));
+  CHECK_THAT(message(bad), Catch::Contains("'length'"));
   bad = o;
   bad.init_high = -2;
-  CHECK_THAT(message(bad), Catch::Contains("selector.init_high"));
+  CHECK_THAT(message(bad), Catch::Contains("'init_high'"));
   bad = pp;
   bad.length = 7;
-  CHECK_THAT(message(bad), Catch::Contains("selector.length") && Catch::Contains("even"));
+  CHECK_THAT(message(bad), Catch::Contains("'length'") && Catch::Contains("even"));
   bad = pp;
   bad.prefix_layers = {0, 5};
-  CHECK_THAT(message(bad), Catch::Contains("selector.prefix_layers[1]") && Catch::Contains("[0, 5)"));
+  CHECK_THAT(message(bad), Catch::Contains("'prefix_layers[1]'") && Catch::Contains("[0, 5)"));
   bad = pp;
   bad.readout = Readout::prompt_mean;
-  CHECK_THAT(message(bad), Catch::Contains("selector.readout"));
+  CHECK_THAT(message(bad), Catch::Contains("'readout'"));
   CHECK_THROWS_WITH(options_from_json<KeyQueryPool::Options>(Json{{"pool_sise", 3}}, "selector"),
                     Catch::Contains("selector.pool_sise"));
   CHECK_THROWS_WITH(options_from_json<KeyQueryPool::Options>(Json{{"injection", "suffix"}}, "selector"),
@@ -197,7 +197,7 @@ TEST_CASE("KeyQueryPool: prompt mask by task uses the task's slice, trains only 
 
   // Task 3 would need prompts [9, 12) of a pool of 10.
   CHECK_THROWS_WITH(pool.begin_task(test::task_ctx(3, true, 4)),
-                    Catch::Contains("selector.pool_size") && Catch::Contains("[9, 12)"));
+                    Catch::Contains("'pool_size'") && Catch::Contains("[9, 12)"));
   CHECK_THROWS_AS(pool.select(q, test::task_ctx(3, true, 4)), ConfigError);
   CHECK_NOTHROW(pool.select(q, test::task_ctx(3, false, 4)));
 }

@@ -6,7 +6,7 @@
 #include "clprompt/core/seed.hpp"
 #include "clprompt/io/state_dict.hpp"
 #include "clprompt/methods/star_prompt.hpp"
-#include "clprompt/selector/class_mean_prototypes.hpp"
+#include "clprompt/prototypes/class_mean_prototypes.hpp"
 #include "clprompt/selector/prototype_keys.hpp"
 #include "test_util.hpp"
 
@@ -20,7 +20,7 @@ namespace {
 // A user-written PrototypeSource: class c's key is the basis vector e_c of R^D, matched against
 // the backbone's query. It satisfies the contract with nothing but the documented members.
 struct BasisSource : torch::nn::Module {
-  static constexpr bool uses_backbone_query = true;
+  static constexpr clprompt::QuerySource query_source = clprompt::QuerySource::backbone;
   explicit BasisSource(int64_t dim) : dim(dim) {}
   int64_t key_dim() const { return dim; }
   void begin_task(const TaskContext&) {}
@@ -34,7 +34,7 @@ static_assert(check_prototype_source<BasisSource>());
 
 // Not a source: no description(), no query for a source that does not use the backbone's.
 struct NoDescription : torch::nn::Module {
-  static constexpr bool uses_backbone_query = false;
+  static constexpr clprompt::QuerySource query_source = clprompt::QuerySource::own;
   int64_t key_dim() const { return 4; }
   void begin_task(const TaskContext&) {}
   at::Tensor prototypes(const TaskContext&, const FeatureStream&) { return {}; }
@@ -64,7 +64,7 @@ void zero_attention(torch::nn::Module& selector) {
 TEST_CASE("prototype keys select the class whose key matches the query, in every layer", "[selector][star]") {
   seed_everything(1);
   PrototypeKeys<BasisSource> selector({}, dims16(), std::make_shared<BasisSource>(16));
-  static_assert(PrototypeKeys<BasisSource>::needs_query);
+  static_assert(PrototypeKeys<BasisSource>::query_source == clprompt::QuerySource::backbone);
   selector.begin_task(test::task_ctx(0));
   selector.prepare_task(test::task_ctx(0), kNoData);
   zero_attention(selector);  // softmax(a) uniform: w_c = 5 cos(q, key_c)

@@ -12,6 +12,11 @@
 //     }
 //     void validate(const std::string& path) const;  // optional: throws ConfigError
 //   };
+//
+// `inline_fields(&Owner::member)` lists the fields of a member struct at the owner's own level
+// (flat in JSON), so that a group of options shared by several structs is declared once:
+// TrainOptions and AlignmentOptions both hold an OptimizerOptions this way.
+#include <algorithm>
 #include <array>
 #include <concepts>
 #include <cstdint>
@@ -22,6 +27,8 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "clprompt/core/error.hpp"
@@ -40,6 +47,16 @@ struct Field {
 template <class Owner, class T>
 constexpr Field<Owner, T> field(std::string_view name, T Owner::*member) {
   return {name, member};
+}
+
+/// The fields of a member struct, listed flat at the owner's level (see the file comment).
+template <class Owner, class T>
+struct InlineFields {
+  T Owner::*member;
+};
+template <class Owner, class T>
+constexpr InlineFields<Owner, T> inline_fields(T Owner::*member) {
+  return {member};
 }
 
 /// A struct that lists its fields (see the file comment).
@@ -87,30 +104,76 @@ const char* type_name() {
 
 }  // namespace detail
 
+namespace detail {
+
+template <class T>
+struct IsInline : std::false_type {};
+template <class Owner, class T>
+struct IsInline<InlineFields<Owner, T>> : std::true_type {};
+
+/// Appends the JSON names of T's fields, inline groups expanded.
+template <class T>
+void collect_field_names(std::vector<std::string>& names) {
+  std::apply(
+      [&](const auto&... f) {
+        auto add = [&](const auto& one) {
+          using F = std::decay_t<decltype(one)>;
+          if constexpr (IsInline<F>::value) collect_field_names<std::decay_t<decltype(std::declval<T&>().*(one.member))>>(names);
+          else names.emplace_back(one.name);
+        };
+        (add(f), ...);
+      },
+      T::fields());
+}
+
+/// Reads the fields of T present in `j` (inline groups from the same object); no unknown-key check.
+template <class T>
+void read_fields(const Json& j, T& options, const std::string& path) {
+  std::apply(
+      [&](const auto&... f) {
+        auto read = [&](const auto& one) {
+          using F = std::decay_t<decltype(one)>;
+          if constexpr (IsInline<F>::value) {
+            read_fields(j, options.*(one.member), path);
+            if constexpr (requires { (options.*(one.member)).validate(path); }) (options.*(one.member)).validate(path);
+          } else if (j.contains(std::string(one.name))) {
+            read_value(j.at(std::string(one.name)), options.*(one.member), join_path(path, one.name));
+          }
+        };
+        (read(f), ...);
+      },
+      T::fields());
+}
+
+template <class T>
+void write_fields(const T& options, Json& j) {
+  std::apply(
+      [&](const auto&... f) {
+        auto write = [&](const auto& one) {
+          using F = std::decay_t<decltype(one)>;
+          if constexpr (IsInline<F>::value) write_fields(options.*(one.member), j);
+          else j[std::string(one.name)] = write_value(options.*(one.member));
+        };
+        (write(f), ...);
+      },
+      T::fields());
+}
+
+}  // namespace detail
+
 /// Reads `j` into `options`, starting from the values already in `options` (the defaults).
 /// Unknown keys, wrong types and invalid values throw ConfigError naming the dotted path.
 template <ReflectedOptions T>
 void read_options(const Json& j, T& options, const std::string& path = "") {
   if (!j.is_object())
     throw ConfigError(path.empty() ? "<root>" : path, fmt::format("expected an object, got {}", j.dump()));
-  std::apply(
-      [&](const auto&... f) {
-        for (const auto& [key, value] : j.items()) {
-          const bool known = ((key == f.name) || ...);
-          if (!known) {
-            std::string names;
-            ((names += (names.empty() ? "" : ", ") + std::string(f.name)), ...);
-            throw ConfigError(detail::join_path(path, key),
-                              fmt::format("unknown field; expected one of: {}", names));
-          }
-        }
-        ((j.contains(std::string(f.name))
-              ? detail::read_value(j.at(std::string(f.name)), options.*(f.member),
-                                   detail::join_path(path, f.name))
-              : void()),
-         ...);
-      },
-      T::fields());
+  std::vector<std::string> names;
+  detail::collect_field_names<T>(names);
+  for (const auto& [key, value] : j.items())
+    if (std::find(names.begin(), names.end(), key) == names.end())
+      throw ConfigError(detail::join_path(path, key),
+                        fmt::format("unknown field; expected one of: {}", fmt::join(names, ", ")));
+  detail::read_fields(j, options, path);
   if constexpr (requires { options.validate(path); }) options.validate(path);
 }
 
@@ -118,8 +181,7 @@ void read_options(const Json& j, T& options, const std::string& path = "") {
 template <ReflectedOptions T>
 Json write_options(const T& options) {
   Json j = Json::object();
-  std::apply([&](const auto&... f) { ((j[std::string(f.name)] = detail::write_value(options.*(f.member))), ...); },
-             T::fields());
+  detail::write_fields(options, j);
   return j;
 }
 
@@ -195,6 +257,35 @@ Json write_value(const T& value) {
 }
 
 }  // namespace detail
+
+/// Runs `validate(path, context...)` on `options` and on every option struct inside it (inline
+/// groups and vectors included) that has such an overload, with each one's dotted path: the checks
+/// that need more than the options themselves, e.g. prompt layers against the backbone's depth
+/// (`validate(path, const BackboneDims&)`). Call it once the context is known, before building.
+template <ReflectedOptions T, class... Context>
+void validate_in_context(const T& options, const std::string& path, const Context&... context) {
+  static_assert(sizeof...(Context) > 0, "validate_in_context needs a context; plain validate(path) runs when reading");
+  if constexpr (requires { options.validate(path, context...); }) options.validate(path, context...);
+  std::apply(
+      [&](const auto&... f) {
+        auto visit = [&](const auto& one) {
+          using F = std::decay_t<decltype(one)>;
+          const auto& value = options.*(one.member);
+          using V = std::decay_t<decltype(value)>;
+          if constexpr (detail::IsInline<F>::value) {
+            validate_in_context(value, path, context...);
+          } else if constexpr (ReflectedOptions<V>) {
+            validate_in_context(value, detail::join_path(path, one.name), context...);
+          } else if constexpr (detail::IsVector<V>::value) {
+            if constexpr (ReflectedOptions<typename V::value_type>)
+              for (std::size_t i = 0; i < value.size(); ++i)
+                validate_in_context(value[i], fmt::format("{}[{}]", detail::join_path(path, one.name), i), context...);
+          }
+        };
+        (visit(f), ...);
+      },
+      T::fields());
+}
 
 /// Throws ConfigError(path.key, message) unless `condition` holds.
 inline void require_option(bool condition, const std::string& path, std::string_view key,

@@ -26,21 +26,4 @@ TensorDataset load_mnist(const std::string& directory, Split split);
 /// The ten Fashion-MNIST class names, in label order.
 std::vector<std::string> fashion_mnist_class_names();
 
-namespace detail {
-
-/// The bytes of `path`, gunzipped when they start with the gzip magic 1f 8b (then
-/// `*was_gzip` is set). Throws FileError naming `path` when it is missing, unreadable or corrupt.
-std::vector<uint8_t> read_file_maybe_gzip(const std::string& path, bool* was_gzip = nullptr);
-
-/// The bytes of `path` as stored. Throws FileError when missing or unreadable.
-std::vector<uint8_t> read_file_bytes(const std::string& path);
-
-/// Decompresses gzip data (concatenated members allowed); `path` names the source in errors.
-std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const std::string& path);
-
-/// Compresses `bytes` into the gzip format (for writing test fixtures and caches).
-std::vector<uint8_t> gzip_compress(const std::vector<uint8_t>& bytes);
-
-}  // namespace detail
-
 }  // namespace clprompt

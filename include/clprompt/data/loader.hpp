@@ -4,7 +4,7 @@
 // must not stall training).
 //
 //   Loader loader(scenario.train_set(), task.train_indices, scenario.label_map(), transform,
-//                 batch_size, /*train=*/true, seed);
+//                 {.batch_size = 64, .training = true, .seed = seed});
 //   for (const Batch& batch : loader.epoch(e)) ...
 //
 // Reproducibility: with train = true, epoch e is shuffled with make_generator(shuffle_seed, e)
@@ -29,6 +29,15 @@ struct Batch {
   std::vector<int64_t> indices;  ///< the dataset indices of the samples
 };
 
+/// How a Loader walks its subset.
+struct LoaderOptions {
+  int64_t batch_size = 64;
+  /// true: every epoch in a new order drawn from (seed, epoch), with the transform's random
+  /// augmentations; false: the subset's order, no augmentation (evaluation, statistics).
+  bool training = false;
+  uint64_t seed = 0;  ///< of the shuffle and augmentation streams
+};
+
 class Loader {
  public:
   class Epoch;
@@ -38,7 +47,7 @@ class Loader {
   /// Throws ConfigError for batch_size < 1 and ShapeError for an index or label the map or
   /// dataset does not cover.
   Loader(const Dataset& dataset, std::vector<int64_t> indices, const std::vector<int64_t>& label_map,
-         const Transform& transform, int64_t batch_size, bool train, uint64_t shuffle_seed);
+         const Transform& transform, const LoaderOptions& options);
 
   /// Number of samples.
   int64_t size() const { return static_cast<int64_t>(indices_.size()); }

@@ -5,7 +5,7 @@
 //   1. accumulate the mean and covariance of the task's classes from one pass over its training
 //      features without augmentation (ClassStatistics);
 //   2. from the second task on, re-train only the classifier for `epochs` epochs (SGD lr 0.01,
-//      momentum 0.9, weight decay 5e-4, cosine over the epochs): each epoch draws
+//      momentum 0.9, weight decay 5e-4, cosine over the epochs; the shared Trainer): each epoch draws
 //      `samples_per_class` features per seen class c from
 //      N(mu_c * (1 - mean_shrink + mean_shrink * (t_c + 1) / (t_now + 1)), Sigma_c)   [0.9 + 0.1 (t_c+1)/(t_now+1)]
 //      shuffles them and iterates in batches of `batch_size`, with the wrapped head's
@@ -27,23 +27,33 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <torch/optim/sgd.h>
 
 #include "clprompt/backbone/concepts.hpp"
 #include "clprompt/core/error.hpp"
 #include "clprompt/core/options.hpp"
 #include "clprompt/head/concepts.hpp"
-#include "clprompt/head/statistics.hpp"
+#include "clprompt/head/decorator.hpp"
+#include "clprompt/optim/optimizer_options.hpp"
+#include "clprompt/optim/trainer.hpp"
+#include "clprompt/stats/class_statistics.hpp"
 
 namespace clprompt {
 
 struct AlignmentOptions {
+  static OptimizerOptions slca_optimizer() {
+    OptimizerOptions o;
+    o.optimizer = OptimizerKind::sgd;
+    o.lr = 0.01;
+    o.momentum = 0.9;
+    o.weight_decay = 5e-4;
+    return o;
+  }
+  static ScheduleOptions slca_schedule() { return {.schedule = ScheduleKind::cosine}; }
+
   int64_t epochs = 5;               ///< SLCA ca_epochs (0 disables alignment; statistics are still kept)
   int64_t epochs_per_task = 0;      ///< extra epochs per task index: epochs + t · this (STAR-Prompt: 10 + 5 t)
-  bool cosine = true;               ///< cosine learning-rate decay over the epochs (SLCA); false: constant
-  double lr = 0.01;
-  double momentum = 0.9;
-  double weight_decay = 5e-4;
+  OptimizerOptions optim = slca_optimizer();   ///< SGD lr 0.01, momentum 0.9, weight decay 5e-4 (SLCA)
+  ScheduleOptions schedule = slca_schedule();  ///< cosine over the alignment's epochs (SLCA); constant: none
   int64_t samples_per_class = 256;  ///< per class per epoch (SLCA num_sampled_pcls)
   int64_t batch_size = 256;
   double mean_shrink = 0.1;         ///< mu_c scaled by 1 - s + s (t_c + 1) / (t_now + 1)
@@ -52,82 +62,61 @@ struct AlignmentOptions {
   ClassStatisticsOptions statistics;
 
   static constexpr auto fields() {
-    return std::tuple{field("epochs", &AlignmentOptions::epochs),
-                      field("epochs_per_task", &AlignmentOptions::epochs_per_task),
-                      field("cosine", &AlignmentOptions::cosine), field("lr", &AlignmentOptions::lr),
-                      field("momentum", &AlignmentOptions::momentum),
-                      field("weight_decay", &AlignmentOptions::weight_decay),
-                      field("samples_per_class", &AlignmentOptions::samples_per_class),
-                      field("batch_size", &AlignmentOptions::batch_size),
-                      field("mean_shrink", &AlignmentOptions::mean_shrink),
-                      field("restore_after_task", &AlignmentOptions::restore_after_task),
-                      field("seed", &AlignmentOptions::seed), field("statistics", &AlignmentOptions::statistics)};
+    using O = AlignmentOptions;
+    return std::tuple{field("epochs", &O::epochs), field("epochs_per_task", &O::epochs_per_task),
+                      inline_fields(&O::optim), inline_fields(&O::schedule),
+                      field("samples_per_class", &O::samples_per_class), field("batch_size", &O::batch_size),
+                      field("mean_shrink", &O::mean_shrink), field("restore_after_task", &O::restore_after_task),
+                      field("seed", &O::seed), field("statistics", &O::statistics)};
   }
   void validate(const std::string& path) const {
     require_option(epochs >= 0, path, "epochs", fmt::format("must be >= 0, got {}", epochs));
     require_option(epochs_per_task >= 0, path, "epochs_per_task", fmt::format("must be >= 0, got {}", epochs_per_task));
-    require_option(lr > 0, path, "lr", fmt::format("must be positive, got {}", lr));
-    require_option(momentum >= 0 && momentum < 1, path, "momentum", "must be in [0, 1)");
-    require_option(weight_decay >= 0, path, "weight_decay", "must be >= 0");
+    optim.validate(path);
+    schedule.validate(path);
     require_option(samples_per_class > 0, path, "samples_per_class",
                    fmt::format("must be positive, got {}", samples_per_class));
     require_option(batch_size > 0, path, "batch_size", fmt::format("must be positive, got {}", batch_size));
     require_option(mean_shrink >= 0 && mean_shrink <= 1, path, "mean_shrink", "must be in [0, 1]");
     require_option(seed >= 0, path, "seed", "must be >= 0");
-    statistics.validate(path.empty() ? "statistics" : path + ".statistics");
+    statistics.validate(detail::join_path(path, "statistics"));
   }
 };
 
-namespace detail {
-template <class H>
-concept HeadHasAlignmentLoss = requires(H& h, const at::Tensor& l, const at::Tensor& t, const TaskContext& ctx) {
-  { h.alignment_loss(l, t, ctx) } -> std::same_as<at::Tensor>;
-};
-}  // namespace detail
-
 template <class Head>
-class Aligned : public torch::nn::Module {
-  static_assert(check_classifier_head<Head>());
-
+class Aligned : public HeadDecorator<Head> {
  public:
   using Options = AlignmentOptions;
-  using InnerHead = Head;
 
+  /// Throws ConfigError naming the field (relative to the options) for invalid options.
   Aligned(const Options& options, std::shared_ptr<Head> inner, const BackboneDims& dims)
-      : options_(options), generator_(at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(options.seed))) {
-    options_.validate("alignment");
-    inner_ = register_module("inner", std::move(inner));
-    statistics_ = register_module("statistics", std::make_shared<ClassStatistics>(options_.statistics, dims.dim));
+      : HeadDecorator<Head>(std::move(inner)),
+        options_(options),
+        generator_(at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(options.seed))) {
+    options_.validate("");
+    statistics_ = this->register_module("statistics", std::make_shared<ClassStatistics>(options_.statistics, dims.dim));
   }
 
   void begin_task(const TaskContext& ctx) {
     if (options_.restore_after_task && !backup_.empty() && ctx.task > backup_task_) {
       at::NoGradGuard no_grad;
-      auto params = inner_->parameters();
+      auto params = this->inner().parameters();
       for (std::size_t i = 0; i < backup_.size() && i < params.size(); ++i) params[i].copy_(backup_[i]);
       backup_.clear();
     }
-    inner_->begin_task(ctx);
+    this->inner().begin_task(ctx);
     statistics_->begin_task(ctx);
-  }
-  void end_task(const TaskContext& ctx) {
-    if constexpr (detail::HeadHasEndTask<Head>) inner_->end_task(ctx);
-  }
-
-  at::Tensor logits(const at::Tensor& features, const TaskContext& ctx) { return inner_->logits(features, ctx); }
-  at::Tensor loss(const at::Tensor& logits, const at::Tensor& targets, const TaskContext& ctx) {
-    return inner_->loss(logits, targets, ctx);
   }
 
   /// Statistics of the task's classes, then (from the second task on) classifier alignment.
   void consolidate(const TaskContext& ctx, const FeatureStream& features) {
     features([&](const at::Tensor& f, const at::Tensor& y) { statistics_->update(f, y); });
     statistics_->fit_mixtures(generator_);  // covariance = mixture only
-    if constexpr (detail::HeadHasConsolidate<Head>) inner_->consolidate(ctx, features);
+    this->forward_consolidate(ctx, features);
     if (ctx.task >= 1 && options_.epochs > 0) {
       if (options_.restore_after_task) {
         backup_.clear();
-        for (const auto& p : inner_->parameters()) backup_.push_back(p.detach().clone());
+        for (const auto& p : this->inner().parameters()) backup_.push_back(p.detach().clone());
         backup_task_ = ctx.task;
       }
       align(ctx);
@@ -139,66 +128,50 @@ class Aligned : public torch::nn::Module {
   std::vector<double> align(const TaskContext& task_ctx) {
     TaskContext ctx = task_ctx.for_evaluation();  // all seen classes, no task identity
     const int64_t classes = ctx.classes_seen();
-    auto params = inner_->parameters();
+    auto params = this->inner().parameters();
     std::vector<bool> requires_grad;
     for (auto& p : params) {
       requires_grad.push_back(p.requires_grad());
       p.set_requires_grad(true);
     }
     at::AutoGradMode grad_mode(true);
-    const bool was_training = is_training();
-    eval();  // SLCA runs CA with the network in eval mode
-    torch::optim::SGD optimizer(
-        params, torch::optim::SGDOptions(options_.lr).momentum(options_.momentum).weight_decay(options_.weight_decay));
-    std::vector<double> epoch_loss;
+    const bool was_training = this->is_training();
+    this->eval();  // SLCA runs CA with the network in eval mode
+    Trainer trainer("classifier alignment", {{params}}, options_.optim, options_.schedule,
+                    "lower the alignment's lr (method_options.head.alignment.lr)");
     c10::Device device = c10::kCPU;
     for (const auto& p : params) {
       device = p.device();
       break;
     }
+    std::vector<double> epoch_loss;
     const int64_t epochs = options_.epochs + options_.epochs_per_task * ctx.task;
     for (int64_t epoch = 0; epoch < epochs; ++epoch) {
-      // CosineAnnealingLR(T_max = epochs), stepped once per epoch.
-      const double lr = options_.cosine ? options_.lr * 0.5 *
-                                              (1.0 + std::cos(M_PI * static_cast<double>(epoch) / static_cast<double>(epochs)))
-                                        : options_.lr;
-      for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+      trainer.begin_epoch(epoch, epochs, fmt::format("task {}, epoch {}", ctx.task, epoch));
       auto [sampled, labels] = statistics_->sample_shuffled(classes, options_.samples_per_class, generator_, [&](int64_t c) {
         return 1.0 - options_.mean_shrink +
                options_.mean_shrink * static_cast<double>(task_of(ctx, c) + 1) / static_cast<double>(ctx.task + 1);
       });
       const auto x = sampled.to(device), y = labels.to(device);
-      double sum = 0;
-      int64_t batches = 0;
-      for (int64_t b = 0; b < x.size(0); b += options_.batch_size) {
-        const int64_t len = std::min(options_.batch_size, x.size(0) - b);
-        const auto logits = inner_->logits(x.narrow(0, b, len), ctx);
-        at::Tensor loss;
-        if constexpr (detail::HeadHasAlignmentLoss<Head>) loss = inner_->alignment_loss(logits, y.narrow(0, b, len), ctx);
-        else loss = at::cross_entropy_loss(logits, y.narrow(0, b, len));
-        const double value = loss.item<double>();
-        if (!std::isfinite(value))
-          throw NumericError(fmt::format("classifier alignment diverged: loss {} at task {}, epoch {} (alignment.lr {})",
-                                         value, ctx.task, epoch, lr));
-        optimizer.zero_grad();
-        loss.backward();
-        optimizer.step();
-        sum += value;
-        ++batches;
-      }
-      epoch_loss.push_back(batches > 0 ? sum / static_cast<double>(batches) : 0.0);
+      for_each_slice(x.size(0), options_.batch_size, [&](int64_t begin, int64_t size) {
+        const auto logits = this->inner().logits(x.narrow(0, begin, size), ctx);
+        if constexpr (detail::HeadHasAlignmentLoss<Head>)
+          trainer.step(this->inner().alignment_loss(logits, y.narrow(0, begin, size), ctx));
+        else
+          trainer.step(at::cross_entropy_loss(logits, y.narrow(0, begin, size)));
+      });
+      epoch_loss.push_back(trainer.epoch_loss());
     }
     for (std::size_t i = 0; i < params.size(); ++i) {
       params[i].mutable_grad() = at::Tensor();
       params[i].set_requires_grad(requires_grad[i]);
     }
-    train(was_training);
+    this->train(was_training);
     last_alignment_loss_ = epoch_loss;
     return epoch_loss;
   }
 
   const Options& options() const { return options_; }
-  Head& inner() { return *inner_; }
   ClassStatistics& statistics() { return *statistics_; }
   /// Mean loss per epoch of the last alignment (empty before the first).
   const std::vector<double>& last_alignment_loss() const { return last_alignment_loss_; }
@@ -211,7 +184,6 @@ class Aligned : public torch::nn::Module {
   }
 
   Options options_;
-  std::shared_ptr<Head> inner_;
   std::shared_ptr<ClassStatistics> statistics_;
   at::Generator generator_;
   std::vector<at::Tensor> backup_;

@@ -20,6 +20,7 @@
 #include "clprompt/core/error.hpp"
 #include "clprompt/core/options.hpp"
 #include "clprompt/head/concepts.hpp"
+#include "clprompt/head/decorator.hpp"
 
 namespace clprompt {
 
@@ -63,46 +64,39 @@ inline at::Tensor normalize_logits(const at::Tensor& logits, const TaskContext& 
 }
 
 template <class Head>
-class LogitNormalized : public torch::nn::Module {
-  static_assert(check_classifier_head<Head>());
-
+class LogitNormalized : public HeadDecorator<Head> {
  public:
   using Options = LogitNormOptions;
-  using InnerHead = Head;
 
+  /// Throws ConfigError naming the field (relative to the options) for invalid options.
   LogitNormalized(const Options& options, std::shared_ptr<Head> inner)
-      : options_(options), inner_(register_module("inner", std::move(inner))) {
-    options_.validate("logit_norm");
+      : HeadDecorator<Head>(std::move(inner)), options_(options) {
+    options_.validate("");
   }
 
-  void begin_task(const TaskContext& ctx) { inner_->begin_task(ctx); }
-  void end_task(const TaskContext& ctx) {
-    if constexpr (detail::HeadHasEndTask<Head>) inner_->end_task(ctx);
-  }
-
-  /// The wrapped head's raw logits (also at test time, as SLCA).
-  at::Tensor logits(const at::Tensor& features, const TaskContext& ctx) { return inner_->logits(features, ctx); }
+  // logits(): the wrapped head's raw logits (also at test time, as SLCA), forwarded by the base.
 
   /// The wrapped head's training loss, on normalised logits when options.in_training.
   at::Tensor loss(const at::Tensor& logits, const at::Tensor& targets, const TaskContext& ctx) {
     if (ctx.training && options_.in_training)
-      return inner_->loss(normalize_logits(logits, ctx, options_.temperature, options_.epsilon, options_.per_task_blocks), targets, ctx);
-    return inner_->loss(logits, targets, ctx);
+      return this->inner().loss(normalized(logits, ctx), targets, ctx);
+    return this->inner().loss(logits, targets, ctx);
   }
 
   /// The classifier-alignment loss: cross-entropy over every seen class (no masking), on
   /// normalised logits when options.in_alignment (Aligned<> calls this when present).
   at::Tensor alignment_loss(const at::Tensor& logits, const at::Tensor& targets, const TaskContext& ctx) {
-    return at::cross_entropy_loss(
-        options_.in_alignment ? normalize_logits(logits, ctx, options_.temperature, options_.epsilon, options_.per_task_blocks) : logits, targets);
+    return at::cross_entropy_loss(options_.in_alignment ? normalized(logits, ctx) : logits, targets);
   }
 
   const Options& options() const { return options_; }
-  Head& inner() { return *inner_; }
 
  private:
+  at::Tensor normalized(const at::Tensor& logits, const TaskContext& ctx) const {
+    return normalize_logits(logits, ctx, options_.temperature, options_.epsilon, options_.per_task_blocks);
+  }
+
   Options options_;
-  std::shared_ptr<Head> inner_;
 };
 
 }  // namespace clprompt

@@ -17,11 +17,12 @@
 #include "clprompt/data/scenario.hpp"
 #include "clprompt/data/transforms.hpp"
 #include "clprompt/head/concepts.hpp"
-#include "clprompt/learn/optimizer.hpp"
-#include "clprompt/learn/progress.hpp"
+#include "clprompt/optim/parameter_groups.hpp"
+#include "clprompt/optim/trainer.hpp"
+#include "clprompt/core/progress.hpp"
 #include "clprompt/learn/results.hpp"
-#include "clprompt/learn/train_options.hpp"
-#include "clprompt/model/task_context.hpp"
+#include "clprompt/optim/train_options.hpp"
+#include "clprompt/core/task_context.hpp"
 
 namespace clprompt {
 
@@ -54,7 +55,7 @@ class Learner {
     results.seed = seed_;
     results.num_tasks = scenario_.num_tasks();
     results.class_order = scenario_.class_order();
-    std::unique_ptr<RoleOptimizer> optimizer;
+    std::unique_ptr<Trainer> trainer;
     const auto names = scenario_.class_names();
     for (int64_t t = 0; t < scenario_.num_tasks(); ++t) {
       const auto& task = scenario_.task(t);
@@ -65,9 +66,11 @@ class Learner {
       const auto ctx = TaskContext::for_task(t, scenario_.num_tasks(), classes_per_task_, /*training=*/true);
       model_.begin_task(ctx);
       if constexpr (Model::selector_prepares) prepare_selector(ctx, task, hooks);
-      if (!optimizer || train_.reset_optimizer_each_task)
-        optimizer = std::make_unique<RoleOptimizer>(model_.parameter_groups(), train_);
-      train_task(ctx, task, *optimizer, record, hooks);
+      if (!trainer || train_.reset_optimizer_each_task)
+        trainer = std::make_unique<Trainer>("training", model_.parameter_groups().trainer_groups(train_.slow_lr_scale),
+                                            train_.optim, train_.schedule,
+                                            "lower train.lr or check the input normalisation");
+      train_task(ctx, task, *trainer, record, hooks);
       if constexpr (Model::head_consolidates) model_.consolidate(task_features(task));
       model_.end_task();
 
@@ -91,8 +94,8 @@ class Learner {
   double evaluate(const std::vector<int64_t>& indices, int64_t& correct_out, int64_t& total_out) {
     model_.eval();
     Transform transform(transform_);
-    Loader loader(scenario_.test_set(), indices, scenario_.label_map(), transform, train_.eval_batch_size,
-                  /*train=*/false, seed_);
+    Loader loader(scenario_.test_set(), indices, scenario_.label_map(), transform,
+                  {.batch_size = train_.eval_batch_size, .training = false, .seed = seed_});
     int64_t correct = 0, total = 0;
     for (const Batch& batch : loader.epoch(0)) {
       auto predicted = model_.predict(batch.images.to(device_));
@@ -108,41 +111,28 @@ class Learner {
   using Clock = std::chrono::steady_clock;
   static double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-  void train_task(const TaskContext& ctx, const Task& task, RoleOptimizer& optimizer, TaskRecord& record,
+  void train_task(const TaskContext& ctx, const Task& task, Trainer& trainer, TaskRecord& record,
                   const LearnerHooks& hooks) {
     Transform transform(transform_);
     // A stream per task keeps each task's data order independent of the others.
-    Loader loader(scenario_.train_set(), task.train_indices, scenario_.label_map(), transform, train_.batch_size,
-                  /*train=*/true, seed_ * 1000003ULL + static_cast<uint64_t>(ctx.task) + 1);
+    Loader loader(scenario_.train_set(), task.train_indices, scenario_.label_map(), transform,
+                  {.batch_size = train_.batch_size,
+                   .training = true,
+                   .seed = seed_ * 1000003ULL + static_cast<uint64_t>(ctx.task) + 1});
     const auto start = Clock::now();
     for (int64_t epoch = 0; epoch < train_.epochs; ++epoch) {
-      optimizer.set_epoch(epoch);
+      trainer.begin_epoch(epoch, train_.epochs, fmt::format("task {}, epoch {}", ctx.task, epoch));
       model_.train();
       ProgressBar bar(fmt::format("task {}/{} epoch {}/{}", ctx.task + 1, ctx.num_tasks, epoch + 1, train_.epochs),
                       loader.size(), hooks.progress_bar && ::isatty(::fileno(stderr)) == 1);
-      double loss_sum = 0;
-      int64_t batches = 0, b = 0;
       for (const Batch& batch : loader.epoch(epoch)) {
         auto output = model_.forward(batch.images.to(device_), ctx);
-        auto loss = model_.loss(output, batch.labels.to(device_), ctx);
-        const double value = loss.template item<double>();
-        if (!std::isfinite(value))
-          throw NumericError(fmt::format("training diverged: loss is {} at task {}, epoch {}, batch {} (lr {}); "
-                                         "lower train.lr or check the input normalisation",
-                                         value, ctx.task, epoch, b, optimizer.current_lr()));
-        if (optimizer.has_parameters()) {
-          optimizer.zero_grad();
-          loss.backward();
-          optimizer.step();
-        }
-        loss_sum += value;
-        ++batches;
-        ++b;
+        trainer.step(model_.loss(output, batch.labels.to(device_), ctx));
         record.train_images += batch.labels.size(0);
-        bar.advance(batch.labels.size(0), fmt::format("loss {:.4f}", loss_sum / static_cast<double>(batches)));
+        bar.advance(batch.labels.size(0), fmt::format("loss {:.4f}", trainer.epoch_loss()));
       }
       bar.finish();
-      record.epoch_loss.push_back(batches > 0 ? loss_sum / static_cast<double>(batches) : 0.0);
+      record.epoch_loss.push_back(trainer.epoch_loss());
     }
     record.train_seconds = seconds_since(start);
   }
@@ -169,7 +159,7 @@ class Learner {
       model_.eval();
       Transform transform(transform_);
       Loader loader(scenario_.train_set(), task.train_indices, scenario_.label_map(), transform,
-                    train_.eval_batch_size, /*train=*/false, seed_);
+                    {.batch_size = train_.eval_batch_size, .training = false, .seed = seed_});
       for (const Batch& batch : loader.epoch(0)) visit(encode(batch.images.to(device_)), batch.labels.to(device_));
     };
   }

@@ -17,21 +17,33 @@
 // of the frozen ViT): the same second level, but not STAR-Prompt's prototypes.
 #include <memory>
 #include <string>
+#include <string_view>
+#include <tuple>
 #include <vector>
 
-#include "clprompt/backbone/clip.hpp"
+#include <fmt/format.h>
+
+#include "clprompt/clip/clip_model.hpp"
 #include "clprompt/backbone/vit.hpp"
-#include "clprompt/learn/train_options.hpp"
-#include "clprompt/methods/slca.hpp"
+#include "clprompt/clip/clip_loader.hpp"
+#include "clprompt/head/slca_head.hpp"
+#include "clprompt/learn/learner.hpp"
+#include "clprompt/methods/method.hpp"
+#include "clprompt/methods/registry.hpp"
+#include "clprompt/optim/train_options.hpp"
 #include "clprompt/model/continual_model.hpp"
-#include "clprompt/selector/class_mean_prototypes.hpp"
-#include "clprompt/selector/clip_text_prototypes.hpp"
+#include "clprompt/prototypes/class_mean_prototypes.hpp"
+#include "clprompt/prototypes/clip_text_prototypes.hpp"
 #include "clprompt/selector/prototype_keys.hpp"
 
 namespace clprompt {
 
-using STARPrompt = ContinualModel<VisionTransformer, PrototypeKeys<ClipTextPrototypes>, SLCAHead>;
-using STARPromptFallback = ContinualModel<VisionTransformer, PrototypeKeys<ClassMeanPrototypes>, SLCAHead>;
+template <class Head = SLCAHead>
+using STARPromptModel = ContinualModel<VisionTransformer, PrototypeKeys<ClipTextPrototypes>, Head>;
+template <class Head = SLCAHead>
+using STARPromptFallbackModel = ContinualModel<VisionTransformer, PrototypeKeys<ClassMeanPrototypes>, Head>;
+using STARPrompt = STARPromptModel<>;
+using STARPromptFallback = STARPromptFallbackModel<>;
 
 /// STAR-Prompt's second-level classifier (mammoth end_to_end_model.py, starprompt.py): CE with
 /// past logits masked while training; after each task (t ≥ 1) alignment for 10 + 5 t epochs with
@@ -46,10 +58,10 @@ inline SLCAHeadOptions star_prompt_head_options() {
   h.logit_norm.per_task_blocks = false;
   h.alignment.epochs = 10;
   h.alignment.epochs_per_task = 5;
-  h.alignment.cosine = false;
-  h.alignment.lr = 0.001;
-  h.alignment.momentum = 0.0;
-  h.alignment.weight_decay = 0.0;
+  h.alignment.schedule.schedule = ScheduleKind::constant;
+  h.alignment.optim.lr = 0.001;
+  h.alignment.optim.momentum = 0.0;
+  h.alignment.optim.weight_decay = 0.0;
   h.alignment.samples_per_class = 256;
   h.alignment.batch_size = 128;
   h.alignment.mean_shrink = 0.0;
@@ -64,13 +76,38 @@ inline SLCAHeadOptions star_prompt_head_options() {
 /// batch 128, 20 epochs, mammoth's CosineSchedule per epoch, fresh optimiser per task.
 inline TrainOptions star_prompt_train_options() {
   TrainOptions t;
-  t.optimizer = OptimizerKind::adam;
-  t.lr = 1e-3;
+  t.optim.optimizer = OptimizerKind::adam;
+  t.optim.lr = 1e-3;
   t.batch_size = 128;
   t.epochs = 20;
-  t.schedule = ScheduleKind::quarter_cosine;
+  t.schedule.schedule = ScheduleKind::quarter_cosine;
   t.reset_optimizer_each_task = true;
   return t;
+}
+
+/// The generic factories: any head on the prototype-keyed second level.
+template <class Head>
+std::shared_ptr<STARPromptModel<Head>> make_star_prompt(std::shared_ptr<VisionTransformer> backbone,
+                                                        std::shared_ptr<ClipTextPrototypes> source,
+                                                        const PrototypeKeysOptions& selector, std::shared_ptr<Head> head) {
+  const auto dims = dims_of(*backbone);
+  ParameterRoles roles;
+  roles.backbone = LearningRole::frozen;
+  return std::make_shared<STARPromptModel<Head>>(
+      std::move(backbone), std::make_shared<PrototypeKeys<ClipTextPrototypes>>(selector, dims, std::move(source)),
+      std::move(head), roles);
+}
+template <class Head>
+std::shared_ptr<STARPromptFallbackModel<Head>> make_star_prompt_fallback(std::shared_ptr<VisionTransformer> backbone,
+                                                                         const PrototypeKeysOptions& selector,
+                                                                         std::shared_ptr<Head> head) {
+  const auto dims = dims_of(*backbone);
+  ParameterRoles roles;
+  roles.backbone = LearningRole::frozen;
+  return std::make_shared<STARPromptFallbackModel<Head>>(
+      std::move(backbone),
+      std::make_shared<PrototypeKeys<ClassMeanPrototypes>>(selector, dims, std::make_shared<ClassMeanPrototypes>(dims)),
+      std::move(head), roles);
 }
 
 /// STAR-Prompt with CLIP: `class_names[label]` names each incremental label (Scenario::class_names()).
@@ -83,12 +120,7 @@ inline std::shared_ptr<STARPrompt> make_star_prompt(std::shared_ptr<VisionTransf
   const auto dims = dims_of(*backbone);
   auto prototypes = std::make_shared<ClipTextPrototypes>(source, std::move(clip), std::move(tokenizer),
                                                          std::move(class_names));
-  ParameterRoles roles;
-  roles.backbone = LearningRole::frozen;
-  return std::make_shared<STARPrompt>(std::move(backbone),
-                                      std::make_shared<PrototypeKeys<ClipTextPrototypes>>(selector, dims,
-                                                                                          std::move(prototypes)),
-                                      make_slca_head(head, dims), roles);
+  return make_star_prompt(std::move(backbone), std::move(prototypes), selector, make_slca_head(head, dims));
 }
 
 /// The second level with class-mean keys of the frozen ViT (no CLIP needed).
@@ -96,15 +128,66 @@ inline std::shared_ptr<STARPromptFallback> make_star_prompt_fallback(
     std::shared_ptr<VisionTransformer> backbone, PrototypeKeysOptions selector = {},
     const SLCAHeadOptions& head = star_prompt_head_options()) {
   const auto dims = dims_of(*backbone);
-  ParameterRoles roles;
-  roles.backbone = LearningRole::frozen;
-  return std::make_shared<STARPromptFallback>(
-      std::move(backbone),
-      std::make_shared<PrototypeKeys<ClassMeanPrototypes>>(selector, dims, std::make_shared<ClassMeanPrototypes>(dims)),
-      make_slca_head(head, dims), roles);
+  return make_star_prompt_fallback(std::move(backbone), selector, make_slca_head(head, dims));
 }
+
+struct STARPromptMethod {
+  static constexpr std::string_view name = "star-prompt";
+  static constexpr std::string_view label = "STAR-Prompt";
+  static constexpr std::string_view description =
+      "STAR-Prompt (ECCV'24): CLIP text prototypes key per-class residual prompts (--clip DIR; without it: "
+      "class-mean keys, reported as star-prompt-fallback)";
+  static constexpr std::string_view default_head = "slca";
+  struct Options {
+    PrototypeKeysOptions selector;   ///< the second level
+    ClipPrototypeOptions source;     ///< the first level (runs only with `clip`)
+    /// A directory with CLIP weights (safetensors, Hugging Face or OpenAI/open_clip names) and its
+    /// tokenizer files (`--clip DIR`). Empty: the class-mean fallback source.
+    std::string clip;
+    static constexpr auto fields() {
+      return std::tuple{field("selector", &Options::selector), field("source", &Options::source),
+                        field("clip", &Options::clip)};
+    }
+  };
+  static TrainOptions recipe() { return star_prompt_train_options(); }
+  static constexpr bool lr_scales_with_batch = false;
+  static void configure_head(SLCAHeadOptions& head) { head = star_prompt_head_options(); }
+  /// Both levels get the same epochs (the reference's first_stage_epochs defaults to n_epochs).
+  static void adapt(Options& options, const MethodSetting& setting) { options.source.epochs = setting.train.epochs; }
+  /// A CLIP directory that is not there fails now, not after the data is loaded.
+  static void check(const Options& options, const std::string&, const MethodSetting&) {
+    if (!options.clip.empty()) (void)find_clip_files(options.clip);
+  }
+  static std::string run_name(const Options& options) {
+    return options.clip.empty() ? "star-prompt-fallback" : "star-prompt";
+  }
+  static std::vector<ReportedRun> reported_runs() {
+    return {{"star-prompt-fallback", "STAR-Prompt level 2, class-mean keys (fallback, no CLIP)", {}}};
+  }
+  /// The model type depends on whether CLIP is given: the continuation gets whichever is built.
+  template <class Head, class Continuation>
+  static auto with_model(const Options& options, std::shared_ptr<Head> head, const MethodContext& ctx,
+                         Continuation&& continuation) {
+    if (options.clip.empty()) {
+      ctx.note("prototype source: " + ClassMeanPrototypes(ctx.dims).description() +
+               "; level 1 (method_options.source) needs --clip and does not run");
+      return continuation(make_star_prompt_fallback(ctx.backbone, options.selector, std::move(head)));
+    }
+    auto clip = load_clip_directory(options.clip);
+    auto source_options = options.source;
+    source_options.input_mean = ctx.transform.mean;
+    source_options.input_std = ctx.transform.std;
+    auto source = std::make_shared<ClipTextPrototypes>(source_options, clip.model, clip.tokenizer, ctx.class_names);
+    ctx.note(fmt::format("prototype source: {}; CLIP weights {} ({} names)", source->description(), clip.files.weights,
+                         clip.naming == ClipNaming::huggingface ? "Hugging Face" : "OpenAI/open_clip"));
+    return continuation(make_star_prompt(ctx.backbone, std::move(source), options.selector, std::move(head)));
+  }
+};
 
 extern template class ContinualModel<VisionTransformer, PrototypeKeys<ClipTextPrototypes>, SLCAHead>;
 extern template class ContinualModel<VisionTransformer, PrototypeKeys<ClassMeanPrototypes>, SLCAHead>;
+extern template class Learner<STARPrompt>;
+extern template class Learner<STARPromptFallback>;
+extern template void MethodRegistry::add<STARPromptMethod>();
 
 }  // namespace clprompt

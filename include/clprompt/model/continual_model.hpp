@@ -8,8 +8,8 @@
 //                  {.backbone = clprompt::LearningRole::normal});
 //
 // One training step (docs/architecture in the README):
-//   q = selector.query(x)            if the selector has its own query encoder, else
-//   q = backbone.query(x)            only if Selector::needs_query (frozen, no grad)
+//   q = selector.query(x)            Selector::query_source == own (its own encoder), or
+//   q = backbone.query(x)            Selector::query_source == backbone (frozen, no grad), or [B, 0]
 //   prompts, aux = selector.select(q, ctx)
 //   f = backbone.forward(x, prompts); logits = head.logits(f, ctx)
 //   loss = head.loss(logits, y, ctx) + aux
@@ -24,8 +24,8 @@
 #include "clprompt/head/concepts.hpp"
 #include "clprompt/io/safetensors.hpp"
 #include "clprompt/io/state_dict.hpp"
-#include "clprompt/model/parameter_groups.hpp"
-#include "clprompt/model/task_context.hpp"
+#include "clprompt/optim/parameter_groups.hpp"
+#include "clprompt/core/task_context.hpp"
 #include "clprompt/selector/concepts.hpp"
 
 namespace clprompt {
@@ -119,13 +119,13 @@ class ContinualModel : public torch::nn::Module {
     if constexpr (detail::HeadHasEndTask<H>) head_->end_task(ctx);
   }
 
-  /// The query for the selector: the selector's own encoder's (if it has one), else the frozen
-  /// backbone's [B, D] feature, or [B, 0] if unused.
+  /// The query for the selector, from where S::query_source says: the selector's own encoder,
+  /// the frozen backbone's [B, D] feature, or [B, 0] when it needs none.
   at::Tensor query(const at::Tensor& images) {
-    if constexpr (detail::SelectorHasOwnQuery<S>) {
+    if constexpr (S::query_source == QuerySource::own) {
       at::NoGradGuard no_grad;
       return selector_->query(images);
-    } else if constexpr (S::needs_query) {
+    } else if constexpr (S::query_source == QuerySource::backbone) {
       return backbone_->query(images);
     } else {
       return at::empty({images.size(0), 0}, images.options());

@@ -42,8 +42,9 @@
 
 #include "clprompt/backbone/concepts.hpp"
 #include "clprompt/core/error.hpp"
+#include "clprompt/core/query_source.hpp"
 #include "clprompt/core/options.hpp"
-#include "clprompt/model/task_context.hpp"
+#include "clprompt/core/task_context.hpp"
 #include "clprompt/selector/concepts.hpp"
 #include "clprompt/selector/prompt_pool.hpp"
 
@@ -82,6 +83,14 @@ struct AttentionDecomposedOptions {
                                "of new components, got {}",
                                pool_size, num_tasks));
   }
+  /// The checks that need the backbone: layers inside its depth, and M orthogonal keys in R^D.
+  void validate(const std::string& path, const BackboneDims& dims) const {
+    detail::check_layers(layers, dims.depth, detail::join_path(path, "layers"));
+    require_option(pool_size <= dims.dim, path, "pool_size",
+                   fmt::format("must be <= the embedding width ({}) so that the keys can be mutually orthogonal, "
+                               "got {}",
+                               dims.dim, pool_size));
+  }
 
   int64_t components_per_task() const { return pool_size / num_tasks; }
 };
@@ -110,7 +119,7 @@ inline void gram_schmidt_rows(const at::Tensor& rows, int64_t begin, int64_t end
   const int64_t n = rows.size(1);
   if (end - begin <= 0) return;
   if (end > n)
-    throw ConfigError("selector.pool_size", fmt::format("{} mutually orthogonal components do not fit in dimension {}", end, n));
+    throw ConfigError("pool_size", fmt::format("{} mutually orthogonal components do not fit in dimension {}", end, n));
   at::NoGradGuard no_grad;
   const auto f64 = rows.options().dtype(at::kDouble);
   auto basis = at::zeros({end, n}, f64);  // rows [0, count): orthonormal, spanning what is done
@@ -159,18 +168,14 @@ inline at::Tensor ortho_penalty(const at::Tensor& x) {
 class AttentionDecomposed : public torch::nn::Module {
  public:
   using Options = AttentionDecomposedOptions;
-  static constexpr bool needs_query = true;
+  static constexpr QuerySource query_source = QuerySource::backbone;
 
   /// Builds M components per layer: uniform(0, 1), then task 0's [0, M/T) by Gram-Schmidt.
-  /// Throws ConfigError ("selector.<field>") for invalid options, a layer beyond dims.depth, or
+  /// Throws ConfigError ("<field>", relative to the options) for invalid options, a layer beyond dims.depth, or
   /// pool_size > dims.dim (M orthogonal keys do not fit in R^D).
   AttentionDecomposed(const Options& options, const BackboneDims& dims) : options_(options), dim_(dims.dim) {
-    options_.validate("selector");
-    detail::check_layers(options_.layers, dims.depth, "selector.layers");
-    require_option(options_.pool_size <= dims.dim, "selector", "pool_size",
-                   fmt::format("must be <= the embedding width ({}) so that the keys can be mutually orthogonal, "
-                               "got {}",
-                               dims.dim, options_.pool_size));
+    options_.validate("");
+    options_.validate("", dims);
     holder_ = register_module("layers", std::make_shared<torch::nn::Module>());
     for (auto l : options_.layers) {
       auto layer = std::make_shared<detail::AttentionDecomposedLayer>(options_.pool_size, options_.length, dim_);
@@ -180,7 +185,7 @@ class AttentionDecomposed : public torch::nn::Module {
   }
 
   /// Enters task ctx.task: for t ≥ 1, its components [s, f) are re-initialised by Gram-Schmidt
-  /// against the earlier ones. Throws ConfigError("selector.num_tasks") unless ctx.num_tasks equals
+  /// against the earlier ones. Throws ConfigError("num_tasks") unless ctx.num_tasks equals
   /// options().num_tasks (the components per task are fixed by pool_size / num_tasks).
   void begin_task(const TaskContext& ctx) {
     check_context(ctx);
@@ -270,7 +275,7 @@ class AttentionDecomposed : public torch::nn::Module {
 
   void check_context(const TaskContext& ctx) const {
     if (ctx.num_tasks != options_.num_tasks)
-      throw ConfigError("selector.num_tasks",
+      throw ConfigError("num_tasks",
                         fmt::format("AttentionDecomposed was built for {} tasks ({} components each) but the scenario "
                                     "has {}; set the selector's num_tasks to {} (it must divide pool_size {})",
                                     options_.num_tasks, components_per_task(), ctx.num_tasks, ctx.num_tasks,

@@ -23,6 +23,7 @@
 #include "clprompt/backbone/concepts.hpp"
 #include "clprompt/backbone/prompts.hpp"
 #include "clprompt/core/error.hpp"
+#include "clprompt/core/query_source.hpp"
 #include "clprompt/core/options.hpp"
 #include "clprompt/selector/concepts.hpp"
 #include "clprompt/selector/prompt_pool.hpp"
@@ -97,20 +98,24 @@ struct DualPromptOptions {
                      fmt::format("must be even with prefix_style halves (key and value halves), got {}", g_length));
     }
   }
+  /// The checks that need the backbone: E- and G-layers inside its depth.
+  void validate(const std::string& path, const BackboneDims& dims) const {
+    detail::check_layers(e_layers, dims.depth, detail::join_path(path, "e_layers"));
+    detail::check_layers(g_layers, dims.depth, detail::join_path(path, "g_layers"));
+  }
 };
 
 class DualPrompt : public torch::nn::Module {
  public:
   using Options = DualPromptOptions;
-  static constexpr bool needs_query = true;  // E-keys are matched against the frozen backbone's [CLS]
+  static constexpr QuerySource query_source = QuerySource::backbone;  // E-keys match the frozen backbone's [CLS]
 
   /// State-dict names: "e_pool.keys" [e_pool_size, D], "e_pool.prompts" [e_pool_size, |e_layers|,
   /// (2,) e_length, D], "g_prompt" [|g_layers|, (2,) g_length, D] (absent without g_layers);
   /// the (2,) axis (key, value) exists with prefix_style key_value.
   DualPrompt(const Options& options, const BackboneDims& dims) : options_(options), dim_(dims.dim) {
-    options_.validate("selector");
-    detail::check_layers(options_.e_layers, dims.depth, "selector.e_layers");
-    detail::check_layers(options_.g_layers, dims.depth, "selector.g_layers");
+    options_.validate("");
+    options_.validate("", dims);
     auto e_shape = prefix_prompt_shape(options_.prefix_style, options_.e_length, dim_);
     e_shape.insert(e_shape.begin(), static_cast<int64_t>(options_.e_layers.size()));
     e_pool = register_module("e_pool", std::make_shared<PromptPool>(options_.e_pool_size, dim_, e_shape,
@@ -196,7 +201,7 @@ class DualPrompt : public torch::nn::Module {
   void check_task(int64_t task) const {
     // dualprompt-pytorch silently drops the task mask (falls back to key matching) past the pool.
     if ((task + 1) * options_.top_k > options_.e_pool_size)
-      throw ConfigError("selector.e_pool_size",
+      throw ConfigError("e_pool_size",
                         fmt::format("task {} needs E-prompts [{}, {}), but the pool has {}; e_pool_size must be at "
                                     "least num_tasks * top_k",
                                     task, task * options_.top_k, (task + 1) * options_.top_k, options_.e_pool_size));

@@ -21,6 +21,7 @@
 #include "clprompt/backbone/concepts.hpp"
 #include "clprompt/backbone/prompts.hpp"
 #include "clprompt/core/error.hpp"
+#include "clprompt/core/query_source.hpp"
 #include "clprompt/core/options.hpp"
 #include "clprompt/selector/concepts.hpp"
 #include "clprompt/selector/prompt_pool.hpp"
@@ -115,21 +116,26 @@ struct KeyQueryPoolOptions {
     require_option(readout != Readout::prompt_mean || injection == PromptInjection::prompt_tuning, path, "readout",
                    "prompt_mean reads the outputs at the input prompt tokens; it needs injection prompt_tuning");
   }
+  /// The checks that need the backbone: prefix layers inside its depth.
+  void validate(const std::string& path, const BackboneDims& dims) const {
+    if (injection == PromptInjection::prefix_tuning)
+      detail::check_layers(prefix_layers, dims.depth, detail::join_path(path, "prefix_layers"));
+  }
 };
 
 class KeyQueryPool : public torch::nn::Module {
  public:
   using Options = KeyQueryPoolOptions;
-  static constexpr bool needs_query = true;  // keys are matched against the frozen backbone's [CLS]
+  static constexpr QuerySource query_source = QuerySource::backbone;  // keys match the frozen backbone's [CLS]
 
   /// State-dict names: "pool.keys" [pool_size, D]; "pool.prompts" [pool_size, length, D]
   /// (prompt_tuning) or [pool_size, layers, length, D] / [pool_size, layers, 2, length, D]
   /// (prefix_tuning, halves / key_value).
   KeyQueryPool(const Options& options, const BackboneDims& dims) : options_(options), dim_(dims.dim) {
-    options_.validate("selector");
+    options_.validate("");
+    options_.validate("", dims);
     std::vector<int64_t> shape;
     if (options_.injection == PromptInjection::prefix_tuning) {
-      detail::check_layers(options_.prefix_layers, dims.depth, "selector.prefix_layers");
       shape = prefix_prompt_shape(options_.prefix_style, options_.length, dim_);
       shape.insert(shape.begin(), static_cast<int64_t>(options_.prefix_layers.size()));
     } else {
@@ -194,7 +200,7 @@ class KeyQueryPool : public torch::nn::Module {
     // l2p-pytorch silently falls back to key-query selection when the mask runs past the pool;
     // an explicit error is better than a method that changes behaviour at task pool_size / top_k.
     if (options_.prompt_mask_by_task && (task + 1) * options_.top_k > options_.pool_size)
-      throw ConfigError("selector.pool_size",
+      throw ConfigError("pool_size",
                         fmt::format("prompt_mask_by_task gives task {} prompts [{}, {}), but the pool has {}; "
                                     "pool_size must be at least num_tasks * top_k",
                                     task, task * options_.top_k, (task + 1) * options_.top_k, options_.pool_size));

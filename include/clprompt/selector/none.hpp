@@ -4,6 +4,7 @@
 
 #include "clprompt/backbone/concepts.hpp"
 #include "clprompt/core/options.hpp"
+#include "clprompt/core/query_source.hpp"
 #include "clprompt/selector/concepts.hpp"
 
 namespace clprompt {
@@ -13,7 +14,7 @@ class NoPrompts : public torch::nn::Module {
   struct Options {
     static constexpr auto fields() { return std::tuple{}; }
   };
-  static constexpr bool needs_query = false;  // no extra forward pass
+  static constexpr QuerySource query_source = QuerySource::none;  // no extra forward pass
 
   NoPrompts() = default;
   NoPrompts(const Options&, const BackboneDims&) {}

@@ -38,10 +38,11 @@
 
 #include "clprompt/backbone/concepts.hpp"
 #include "clprompt/core/error.hpp"
+#include "clprompt/core/query_source.hpp"
 #include "clprompt/core/options.hpp"
 #include "clprompt/selector/concepts.hpp"
 #include "clprompt/selector/prompt_pool.hpp"
-#include "clprompt/selector/prototype_source.hpp"
+#include "clprompt/prototypes/prototype_source.hpp"
 
 namespace clprompt {
 
@@ -62,6 +63,10 @@ struct PrototypeKeysOptions {
     require_option(scale > 0 && std::isfinite(scale), path, "scale", fmt::format("must be positive, got {}", scale));
     require_option(ortho_weight >= 0, path, "ortho_weight", fmt::format("must be >= 0, got {}", ortho_weight));
     detail::check_layers(layers, /*depth=*/0, detail::join_path(path, "layers"));
+  }
+  /// The checks that need the backbone: layers inside its depth.
+  void validate(const std::string& path, const BackboneDims& dims) const {
+    detail::check_layers(layers, dims.depth, detail::join_path(path, "layers"));
   }
 };
 
@@ -84,13 +89,13 @@ class PrototypeKeys : public torch::nn::Module {
  public:
   using Options = PrototypeKeysOptions;
   using SourceType = Source;
-  /// The backbone's query is needed only when the source matches against it.
-  static constexpr bool needs_query = Source::uses_backbone_query;
+  /// The source's: the backbone's feature, or its own encoder's (CLIP).
+  static constexpr QuerySource query_source = Source::query_source;
 
   PrototypeKeys(const Options& options, const BackboneDims& dims, std::shared_ptr<Source> source)
       : options_(options), dim_(dims.dim), key_dim_(source->key_dim()) {
-    options_.validate("selector");
-    detail::check_layers(options_.layers, dims.depth, "selector.layers");
+    options_.validate("");
+    options_.validate("", dims);
     if (options_.layers.empty())
       for (int64_t l = 0; l < dims.depth; ++l) options_.layers.push_back(l);
     source_ = register_module("source", std::move(source));
@@ -98,7 +103,7 @@ class PrototypeKeys : public torch::nn::Module {
 
   /// The source's own query (CLIP's image embedding), when it has one.
   at::Tensor query(const at::Tensor& images)
-    requires(!Source::uses_backbone_query)
+    requires(Source::query_source == QuerySource::own)
   {
     return source_->query(images);
   }

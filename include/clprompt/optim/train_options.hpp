@@ -1,0 +1,42 @@
+#pragma once
+// Options of the Learner's per-task training loop: the shared optimiser and schedule options
+// (flat in JSON: train.lr, train.schedule, ...), epochs, batch sizes and the slow learner's scale.
+#include <cstdint>
+#include <string>
+#include <tuple>
+
+#include "clprompt/core/options.hpp"
+#include "clprompt/optim/optimizer_options.hpp"
+
+namespace clprompt {
+
+struct TrainOptions {
+  OptimizerOptions optim;            ///< optimizer, lr, momentum, weight_decay, adam_betas, clip_grad_norm
+  ScheduleOptions schedule;          ///< schedule, milestones, gamma (per epoch, restarted every task)
+  double slow_lr_scale = 0.01;       ///< "slow" group lr = lr * slow_lr_scale (SLCA: 1/100)
+  int64_t epochs = 1;                ///< epochs per task
+  int64_t batch_size = 64;
+  int64_t eval_batch_size = 256;
+  bool reset_optimizer_each_task = true;  ///< the references build a fresh optimiser per task
+
+  static constexpr auto fields() {
+    using O = TrainOptions;
+    return std::tuple{inline_fields(&O::optim), inline_fields(&O::schedule), field("slow_lr_scale", &O::slow_lr_scale),
+                      field("epochs", &O::epochs), field("batch_size", &O::batch_size),
+                      field("eval_batch_size", &O::eval_batch_size),
+                      field("reset_optimizer_each_task", &O::reset_optimizer_each_task)};
+  }
+  void validate(const std::string& path) const {
+    optim.validate(path);
+    schedule.validate(path);
+    require_option(slow_lr_scale >= 0, path, "slow_lr_scale", "must be >= 0");
+    require_option(epochs > 0, path, "epochs", fmt::format("must be positive, got {}", epochs));
+    require_option(batch_size > 0, path, "batch_size", "must be positive");
+    require_option(eval_batch_size > 0, path, "eval_batch_size", "must be positive");
+  }
+
+  /// Learning-rate multiplier for `epoch` (0-based) of a task.
+  double lr_factor(int64_t epoch) const { return schedule.factor(epoch, epochs); }
+};
+
+}  // namespace clprompt

@@ -1,0 +1,48 @@
+#pragma once
+// The registry-driven runner behind `clprompt run` and `clprompt config`: resolves a RunConfig
+// for a registered method (its recipe on the embedded default, the user's configuration merged
+// over it, everything checked before any work starts) and runs it end to end.
+//
+//   auto registry = clprompt::builtin_methods();
+//   auto config = clprompt::resolve_config(registry, "coda-prompt", clprompt::parse_override("train.epochs=3"));
+//   auto results = clprompt::run_experiment(registry, config, {.directory = "results/coda-prompt"});
+#include <string>
+
+#include "clprompt/core/options.hpp"
+#include "clprompt/learn/learner.hpp"
+#include "clprompt/learn/results.hpp"
+#include "clprompt/methods/registry.hpp"
+#include "clprompt/run/run_config.hpp"
+
+namespace clprompt {
+
+/// The default configuration of `method` on the embedded default: its registered recipe with one
+/// epoch per task at batch 64 (the learning rate scaled linearly where the method's reference
+/// scales it), its method_options and its default head's options. Then the JSON `overrides`
+/// (RFC 7386 merge patch; "method" and "head" in them choose the method and head) are merged
+/// over it, parsed strictly and checked by the method: every unknown or invalid field is a
+/// ConfigError naming it, before any data is read. `method` empty: overrides' "method", else finetune.
+RunConfig resolve_config(const MethodRegistry& registry, const std::string& method,
+                         const Json& overrides = Json::object());
+
+/// Parses "train.lr=0.01" into {"train": {"lr": 0.01}} (the value is JSON if it parses as JSON,
+/// else a string).
+Json parse_override(const std::string& assignment);
+
+struct ExperimentOutput {
+  std::string directory;  ///< results.json, accuracy.svg and model.safetensors go here ("" = none)
+  LearnerHooks hooks;
+};
+
+/// The name results are reported under: the method's run name ("star-prompt-fallback" for
+/// star-prompt without CLIP), plus "+align" etc. when the head is not the method's default.
+std::string run_name(const MethodRegistry& registry, const RunConfig& config);
+
+/// Runs `config` end to end; writes results.json and accuracy.svg after every task (atomically,
+/// so an interrupted run keeps the tasks it finished) and the model checkpoint at the end.
+Results run_experiment(const MethodRegistry& registry, const RunConfig& config, const ExperimentOutput& output = {});
+
+/// A plain-text table of the accuracy matrix and summary metrics.
+std::string format_summary(const Results& results);
+
+}  // namespace clprompt

@@ -1,0 +1,124 @@
+// Compiled part of include/clprompt/data/loader.hpp: batches with a prefetching worker.
+#include <algorithm>
+#include <future>
+#include <memory>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+
+#include "clprompt/core/seed.hpp"
+#include "clprompt/data/loader.hpp"
+
+namespace clprompt {
+
+namespace {
+
+// Augmentation streams are derived from the epoch's shuffle seed so they never coincide with
+// another epoch's shuffle stream.
+constexpr uint64_t kAugmentSalt = 0xA0761D6478BD642FULL;
+
+}  // namespace
+
+Loader::Loader(const Dataset& dataset, std::vector<int64_t> indices, const std::vector<int64_t>& label_map,
+               const Transform& transform, const LoaderOptions& options)
+    : dataset_(&dataset),
+      indices_(std::move(indices)),
+      transform_(transform),
+      batch_size_(options.batch_size),
+      train_(options.training),
+      shuffle_seed_(options.seed) {
+  if (batch_size_ < 1) throw ConfigError("batch_size", fmt::format("expected >= 1, got {}", batch_size_));
+  detail::check_indices(indices_, dataset.size(), fmt::format("Loader over {}", dataset.description()));
+  labels_.reserve(indices_.size());
+  for (int64_t i : indices_) {
+    const int64_t original = dataset.label(i);
+    if (original < 0 || original >= static_cast<int64_t>(label_map.size()) ||
+        label_map[static_cast<size_t>(original)] < 0)
+      throw ShapeError(fmt::format("Loader: label_map ({} entries) has no incremental label for class {} of {}",
+                                   label_map.size(), original, dataset.description()));
+    labels_.push_back(label_map[static_cast<size_t>(original)]);
+  }
+}
+
+std::vector<int64_t> Loader::positions(int64_t epoch) const {
+  std::vector<int64_t> positions(indices_.size());
+  if (train_ && !positions.empty()) {
+    const at::Tensor perm = at::randperm(size(), make_generator(shuffle_seed_, static_cast<uint64_t>(epoch)));
+    std::memcpy(positions.data(), perm.data_ptr<int64_t>(), sizeof(int64_t) * positions.size());
+  } else {
+    std::iota(positions.begin(), positions.end(), int64_t{0});
+  }
+  return positions;
+}
+
+std::vector<int64_t> Loader::order(int64_t epoch) const {
+  std::vector<int64_t> out = positions(epoch);
+  for (auto& p : out) p = indices_[static_cast<size_t>(p)];
+  return out;
+}
+
+Batch Loader::batch(int64_t epoch, int64_t b) const {
+  if (b < 0 || b >= num_batches())
+    throw Error(fmt::format("Loader::batch: batch {} is outside [0, {})", b, num_batches()));
+  return make_batch(epoch, positions(epoch), b);
+}
+
+Batch Loader::make_batch(int64_t epoch, const std::vector<int64_t>& positions, int64_t b) const {
+  const int64_t begin = b * batch_size_;
+  const int64_t end = std::min(size(), begin + batch_size_);
+  Batch batch;
+  batch.indices.reserve(static_cast<size_t>(end - begin));
+  batch.labels = at::empty({end - begin}, at::kLong);
+  int64_t* labels = batch.labels.data_ptr<int64_t>();
+  for (int64_t k = begin; k < end; ++k) {
+    const auto p = static_cast<size_t>(positions[static_cast<size_t>(k)]);
+    batch.indices.push_back(indices_[p]);
+    labels[k - begin] = labels_[p];
+  }
+  const at::Tensor raw = dataset_->images(batch.indices);
+  at::Generator generator = make_generator(
+      make_generator(shuffle_seed_, static_cast<uint64_t>(epoch)).current_seed() ^ kAugmentSalt,
+      static_cast<uint64_t>(b));
+  batch.images = transform_(raw, train_, generator);
+  return batch;
+}
+
+Loader::Epoch Loader::epoch(int64_t epoch) const { return Epoch(*this, epoch); }
+
+Loader::Epoch::Epoch(const Loader& loader, int64_t epoch)
+    : loader_(&loader),
+      epoch_(epoch),
+      num_batches_(loader.num_batches()),
+      order_(std::make_shared<const std::vector<int64_t>>(loader.positions(epoch))) {}
+
+void Loader::Epoch::start(int64_t b) {
+  next_ = std::async(std::launch::async,
+                     [loader = loader_, epoch = epoch_, order = order_, b] { return loader->make_batch(epoch, *order, b); });
+}
+
+Loader::Epoch::iterator Loader::Epoch::begin() {
+  if (started_) throw Error("Loader::Epoch: an epoch is an input range and can be iterated only once");
+  started_ = true;
+  position_ = -1;
+  if (num_batches_ > 0) start(0);
+  advance();
+  return iterator(this);
+}
+
+void Loader::Epoch::advance() {
+  ++position_;
+  if (position_ >= num_batches_) return;
+  try {
+    current_ = next_.get();
+  } catch (...) {
+    position_ = num_batches_;  // the pass ends here
+    throw;
+  }
+  if (position_ + 1 < num_batches_) start(position_ + 1);
+}
+
+
+}  // namespace clprompt

@@ -1,0 +1,260 @@
+// Compiled part of include/clprompt/run/experiment.hpp and run_config.hpp: the embedded default,
+// configuration resolution through the method registry, and the run itself.
+#include "clprompt/run/experiment.hpp"
+
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "clprompt/backbone/builtin_weights.hpp"
+#include "clprompt/backbone/timm_loader.hpp"
+#include "clprompt/core/seed.hpp"
+#include "clprompt/core/threads.hpp"
+#include "clprompt/data/cifar.hpp"
+#include "clprompt/data/idx.hpp"
+#include "clprompt/io/atomic_file.hpp"
+#include "clprompt/io/svg_plot.hpp"
+#include "clprompt/learn/metrics.hpp"
+
+namespace clprompt {
+
+/// Split Fashion-MNIST (5 tasks x 2 classes) with a small ViT on the native 28x28 images (patch 4
+/// -> 49 patches + [CLS]; D 128, 6 layers so that the published prompt layers 0-4 exist; ~1.2 M
+/// parameters), initialised from the shipped weights that `clprompt pretrain` produced on font
+/// glyphs (models/, docs/pretraining.md). Sized so that `clprompt run` of a method takes one to
+/// three minutes on 2 cores (docs/results.md).
+RunConfig embedded_default() {
+  RunConfig c;
+  c.data.dataset = "fashion-mnist";
+  c.data.root = "/usr/share/datasets/fashion-mnist";
+  c.scenario.num_tasks = 5;
+  c.scenario.train_per_class = 1000;
+  c.scenario.test_per_class = 500;  // of 1000: halves evaluation time, +-2% binomial error per task
+  c.transform.horizontal_flip = true;
+  c.backbone.image_size = 28;
+  c.backbone.patch_size = 4;
+  c.backbone.embed_dim = 128;
+  c.backbone.depth = 6;
+  c.backbone.num_heads = 4;
+  c.pretrained = "builtin:vit-glyph-d128";
+  c.train.optim.optimizer = OptimizerKind::adam;
+  c.train.batch_size = 64;
+  c.train.epochs = 1;
+  return c;
+}
+
+namespace {
+
+/// A published recipe on the embedded default: one epoch per task and batch 64 instead of 5-20
+/// epochs and batches of 16-128, the learning rate scaled as the reference scales it (linearly
+/// with the batch for L2P and DualPrompt; fixed for the others).
+TrainOptions embedded_recipe(TrainOptions published, bool scale_lr_with_batch) {
+  const int64_t batch = 64;
+  if (scale_lr_with_batch)
+    published.optim.lr *= static_cast<double>(batch) / static_cast<double>(published.batch_size);
+  published.batch_size = batch;
+  published.epochs = 1;
+  return published;
+}
+
+BackboneDims dims_of(const ViTOptions& vit) { return {vit.embed_dim, vit.depth, vit.num_heads}; }
+
+MethodSetting setting_of(const RunConfig& c) { return {dims_of(c.backbone), c.scenario.num_tasks, c.train}; }
+
+std::string string_field(const Json& overrides, const char* key) {
+  if (!overrides.contains(key)) return "";
+  if (!overrides.at(key).is_string()) throw ConfigError(key, fmt::format("expected a string, got {}", overrides.at(key).dump()));
+  return overrides.at(key).get<std::string>();
+}
+
+std::pair<std::shared_ptr<const Dataset>, std::shared_ptr<const Dataset>> load_datasets(const DataOptions& data) {
+  auto both = [](auto&& load) {
+    return std::pair<std::shared_ptr<const Dataset>, std::shared_ptr<const Dataset>>{load(Split::train),
+                                                                                      load(Split::test)};
+  };
+  if (data.dataset == "fashion-mnist")
+    return both([&](Split s) { return std::make_shared<TensorDataset>(load_fashion_mnist(data.root, s)); });
+  if (data.dataset == "mnist")
+    return both([&](Split s) { return std::make_shared<TensorDataset>(load_mnist(data.root, s)); });
+  if (data.dataset == "cifar100")
+    return both([&](Split s) { return std::make_shared<TensorDataset>(load_cifar100(data.root, s)); });
+  if (data.dataset == "cifar10")
+    return both([&](Split s) { return std::make_shared<TensorDataset>(load_cifar10(data.root, s)); });
+  namespace fs = std::filesystem;
+  return {std::make_shared<ImageFolderDataset>((fs::path(data.root) / "train").string(), data.image_folder),
+          std::make_shared<ImageFolderDataset>((fs::path(data.root) / "test").string(), data.image_folder)};
+}
+
+void write_outputs(const std::string& directory, const Results& results) {
+  if (directory.empty()) return;
+  namespace fs = std::filesystem;
+  write_text_file_atomically((fs::path(directory) / "results.json").string(), results.to_json().dump(2) + "\n");
+  AccuracyPlot plot;
+  plot.title = fmt::format("{} - seed {}", results.method, results.seed);
+  plot.matrix = results.accuracy;
+  plot.curves.push_back({"average accuracy over seen tasks", average_accuracy_per_task(results.accuracy)});
+  for (const auto& t : results.tasks) plot.task_labels.push_back(fmt::format("T{}", t.task + 1));
+  write_accuracy_svg((fs::path(directory) / "accuracy.svg").string(), plot);
+}
+
+}  // namespace
+
+RunConfig resolve_config(const MethodRegistry& registry, const std::string& method, const Json& overrides) {
+  if (!overrides.is_object()) throw ConfigError("<root>", "the configuration must be a JSON object");
+  std::string name = method;
+  if (const auto configured = string_field(overrides, "method"); !configured.empty()) {
+    if (name.empty()) name = configured;
+    else if (configured != name)
+      throw ConfigError("method", fmt::format("the configuration says '{}' but '{}' was requested", configured, name));
+  }
+  if (name.empty()) name = "finetune";
+  const MethodEntry& entry = registry.at(name);
+  auto head = string_field(overrides, "head");
+  if (head.empty()) head = entry.default_head;
+  MethodRegistry::check_head(head);
+
+  RunConfig defaults = embedded_default();
+  defaults.method = name;
+  defaults.head = head;
+  defaults.train = embedded_recipe(entry.recipe, entry.lr_scales_with_batch);
+  // The method's option defaults may follow the setting (number of tasks, training recipe), so
+  // they are computed after the user's scenario and train fields are in.
+  Json without_method_options = overrides;
+  without_method_options.erase("method_options");
+  without_method_options.erase("head_options");
+  Json first = write_options(defaults);
+  first.merge_patch(without_method_options);
+  const auto setting = setting_of(options_from_json<RunConfig>(first));
+  defaults.method_options = entry.default_options(setting);
+  defaults.head_options = entry.default_head_options(head);
+
+  Json merged = write_options(defaults);
+  merged.merge_patch(overrides);
+  auto config = options_from_json<RunConfig>(merged);
+  entry.check(config.method_options, "method_options", config.head, config.head_options, "head_options",
+              setting_of(config));
+  return config;
+}
+
+Json parse_override(const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw ConfigError(assignment, "an override must look like field.subfield=value, e.g. train.lr=0.01");
+  const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
+  Json value = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) value = text;
+  Json patch = value;
+  std::size_t end = key.size();
+  while (true) {
+    const auto dot = key.rfind('.', end - 1);
+    const std::string part = key.substr(dot == std::string::npos ? 0 : dot + 1,
+                                        end - (dot == std::string::npos ? 0 : dot + 1));
+    if (part.empty()) throw ConfigError(key, "empty field name in override");
+    patch = Json{{part, patch}};
+    if (dot == std::string::npos) break;
+    end = dot;
+  }
+  return patch;
+}
+
+std::string run_name(const MethodRegistry& registry, const RunConfig& config) {
+  return registry.at(config.method).run_name(config.method_options, config.head);
+}
+
+Results run_experiment(const MethodRegistry& registry, const RunConfig& config, const ExperimentOutput& output) {
+  const MethodEntry& entry = registry.at(config.method);
+  entry.check(config.method_options, "method_options", config.head, config.head_options, "head_options",
+              setting_of(config));
+  const int threads = configure_threads(static_cast<int>(config.threads));
+  seed_everything(static_cast<uint64_t>(config.seed));
+  if (!output.directory.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(output.directory, ec);
+    if (ec) throw FileError(output.directory, "cannot create the output directory: " + ec.message());
+  }
+  auto [train, test] = load_datasets(config.data);
+  Scenario scenario(train, test, config.scenario, static_cast<uint64_t>(config.seed), "scenario");
+
+  std::vector<std::string> notes;
+  auto note = [&](const std::string& text) {
+    notes.push_back(text);
+    if (output.hooks.log) output.hooks.log("note: " + text);
+  };
+  auto backbone = std::make_shared<VisionTransformer>(config.backbone);
+  if (config.pretrained.empty()) {
+    note("backbone randomly initialised: no pre-trained weights were given (config field 'pretrained'); prompt "
+         "methods need a pre-trained backbone to behave as published");
+  } else {
+    // Shipped weights ("builtin:...") are verified, then take the same timm loader as a user's file.
+    const auto path = resolve_pretrained_path(config.pretrained);
+    load_timm_vit(*backbone, path);
+    note(path == config.pretrained
+             ? "backbone initialised from " + path
+             : fmt::format("backbone initialised from {} ({}, SHA-256 verified)", config.pretrained, path));
+  }
+
+  const auto name = entry.run_name(config.method_options, config.head);
+  const auto resolved = write_options(config);
+  auto fill = [&](Results r) {
+    r.method = name;
+    r.threads = threads;
+    r.notes = notes;
+    r.config = resolved;
+    return r;
+  };
+  MethodRun run;
+  run.options = config.method_options;
+  run.head = config.head;
+  run.head_options = config.head_options;
+  run.context.backbone = backbone;
+  run.context.dims = dims_of(*backbone);
+  run.context.num_tasks = scenario.num_tasks();
+  run.context.class_names = scenario.class_names();
+  run.context.transform = config.transform;
+  run.context.train = config.train;
+  run.context.note = note;
+  run.scenario = &scenario;
+  run.transform = config.transform;
+  run.seed = static_cast<uint64_t>(config.seed);
+  run.device = resolve_device(config.device);
+  run.hooks = output.hooks;
+  auto user_hook = output.hooks.on_task_end;
+  run.hooks.on_task_end = [&](const Results& partial) {
+    write_outputs(output.directory, fill(partial));
+    if (user_hook) user_hook(partial);
+  };
+  if (config.save_checkpoint && !output.directory.empty()) {
+    run.checkpoint_path = (std::filesystem::path(output.directory) / "model.safetensors").string();
+    run.checkpoint_metadata = {{"clprompt.method", config.method}, {"clprompt.config", resolved.dump()}};
+  }
+  return fill(entry.run(run));
+}
+
+std::string format_summary(const Results& r) {
+  std::string out = fmt::format("{}: accuracy (%) on each task's test set (columns) after learning task t (rows)\n",
+                                r.method);
+  out += "         ";
+  for (int64_t j = 0; j < r.completed_tasks(); ++j) out += fmt::format("{:>7}", fmt::format("T{}", j + 1));
+  out += fmt::format("{:>9}\n", "avg");
+  const auto avg = r.accuracy.empty() ? std::vector<double>{} : average_accuracy_per_task(r.accuracy);
+  for (std::size_t t = 0; t < r.accuracy.size(); ++t) {
+    out += fmt::format("after T{:<2}", t + 1);
+    for (double a : r.accuracy[t]) out += fmt::format("{:7.1f}", a);
+    out += std::string(7 * (r.accuracy.size() - t - 1), ' ');
+    out += fmt::format("{:9.2f}\n", avg[t]);
+  }
+  if (!r.accuracy.empty()) {
+    const double f = average_forgetting(r.accuracy);
+    out += fmt::format("final average accuracy {:.2f}% | average incremental accuracy {:.2f}% | forgetting {}\n",
+                       final_average_accuracy(r.accuracy), average_incremental_accuracy(avg),
+                       std::isnan(f) ? std::string("n/a") : fmt::format("{:.2f}", f));
+  }
+  return out;
+}
+
+}  // namespace clprompt
