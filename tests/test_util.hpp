@@ -1,6 +1,7 @@
 #pragma once
 // Helpers shared by the tests.
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -43,6 +44,13 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// The device of the device-aware tests ([device]): $CLPROMPT_TEST_DEVICE (cpu, cuda, cuda:N),
+/// cpu by default. tests/main.cpp refuses a CUDA device this LibTorch does not see.
+inline c10::Device device() {
+  const char* name = std::getenv("CLPROMPT_TEST_DEVICE");
+  return c10::Device(name != nullptr && *name != '\0' ? name : "cpu");
+}
 
 /// A ViT small enough for unit tests: 8x8 images, patch 4 (4 patches), D 16, 2 heads.
 inline ViTOptions tiny_vit(int64_t depth = 2) {

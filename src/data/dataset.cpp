@@ -16,6 +16,14 @@ std::vector<int64_t> Dataset::labels() const {
   return out;
 }
 
+std::vector<at::Tensor> Dataset::stored_images(const std::vector<int64_t>& indices) const {
+  const at::Tensor batch = images(indices);
+  std::vector<at::Tensor> out;
+  out.reserve(indices.size());
+  for (int64_t i = 0; i < batch.size(0); ++i) out.push_back(batch[i]);
+  return out;
+}
+
 std::array<int64_t, 3> Dataset::image_shape() const {
   if (size() == 0) throw ShapeError(fmt::format("{}: no images, so no image shape", description()));
   const at::Tensor first = images({0});

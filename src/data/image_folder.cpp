@@ -1,4 +1,4 @@
-// Compiled part of include/clprompt/data/image_folder.hpp: image folders (ImageNet-R layout) and image decoding (stb_image).
+// Compiled part of include/clprompt/data/image_folder.hpp: image folders (root/<class>/*.jpg).
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -8,10 +8,7 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
-#define STB_IMAGE_STATIC
-#define STB_IMAGE_IMPLEMENTATION
-#include <stb_image.h>
-
+#include "clprompt/data/image_decode.hpp"
 #include "clprompt/data/image_folder.hpp"
 #include "clprompt/io/file_bytes.hpp"
 
@@ -20,22 +17,6 @@ namespace fs = std::filesystem;
 namespace clprompt {
 
 namespace detail {
-
-at::Tensor decode_image(const std::string& path) {
-  int width = 0, height = 0, channels = 0;
-  // stb_image keeps its failure reason per thread, so decoding in parallel is safe.
-  stbi_uc* pixels = stbi_load(path.c_str(), &width, &height, &channels, 3);
-  if (pixels == nullptr) {
-    std::error_code ec;
-    if (!fs::exists(path, ec)) throw FileError(path, "not found");
-    throw FileError(path, fmt::format("cannot decode image ({}); expected a JPEG, PNG or BMP file",
-                                      stbi_failure_reason()));
-  }
-  at::Tensor hwc = at::empty({height, width, 3}, at::kByte);
-  std::memcpy(hwc.data_ptr<uint8_t>(), pixels, static_cast<size_t>(width) * height * 3);
-  stbi_image_free(pixels);
-  return hwc.permute({2, 0, 1}).contiguous();
-}
 
 at::Tensor resize_u8(const at::Tensor& images, int64_t height, int64_t width) {
   const bool single = images.dim() == 3;
@@ -77,12 +58,9 @@ ImageFolderDataset::ImageFolderDataset(const std::string& root, ImageFolderOptio
     height_ = width_ = options_.decode_size;
   } else {
     // Only the header is read: listing stays cheap.
-    int w = 0, h = 0, ch = 0;
-    if (stbi_info(files_.front().c_str(), &w, &h, &ch) == 0)
-      throw FileError(files_.front(), fmt::format("cannot read image header ({}); expected a JPEG, PNG or BMP file",
-                                                  stbi_failure_reason()));
-    height_ = h;
-    width_ = w;
+    const auto info = read_image_info(files_.front());
+    height_ = info.height;
+    width_ = info.width;
   }
 }
 
@@ -123,7 +101,7 @@ at::Tensor ImageFolderDataset::images(const std::vector<int64_t>& indices) const
   at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const std::string& file = files_[static_cast<size_t>(indices[static_cast<size_t>(i)])];
-      at::Tensor image = detail::decode_image(file);
+      at::Tensor image = decode_image_file(file);  // bounded: size limits checked before decoding
       if (options_.decode_size > 0) {
         image = detail::resize_u8(image, height_, width_).contiguous();
       } else if (image.size(1) != height_ || image.size(2) != width_) {
@@ -132,6 +110,17 @@ at::Tensor ImageFolderDataset::images(const std::vector<int64_t>& indices) const
       }
       std::memcpy(dst + i * image_bytes, image.data_ptr<uint8_t>(), static_cast<size_t>(image_bytes));
     }
+  });
+  return out;
+}
+
+std::vector<at::Tensor> ImageFolderDataset::stored_images(const std::vector<int64_t>& indices) const {
+  if (options_.decode_size > 0) return Dataset::stored_images(indices);  // resized as decode_size asks
+  detail::check_indices(indices, size(), description());
+  std::vector<at::Tensor> out(indices.size());
+  at::parallel_for(0, static_cast<int64_t>(indices.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      out[static_cast<size_t>(i)] = decode_image_file(files_[static_cast<size_t>(indices[static_cast<size_t>(i)])]);
   });
   return out;
 }

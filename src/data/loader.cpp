@@ -29,6 +29,8 @@ Loader::Loader(const Dataset& dataset, std::vector<int64_t> indices, const std::
       transform_(transform),
       batch_size_(options.batch_size),
       train_(options.training),
+      drop_last_(options.drop_last),
+      pin_memory_(options.pin_memory),
       shuffle_seed_(options.seed) {
   if (batch_size_ < 1) throw ConfigError("batch_size", fmt::format("expected >= 1, got {}", batch_size_));
   detail::check_indices(indices_, dataset.size(), fmt::format("Loader over {}", dataset.description()));
@@ -78,11 +80,15 @@ Batch Loader::make_batch(int64_t epoch, const std::vector<int64_t>& positions, i
     batch.indices.push_back(indices_[p]);
     labels[k - begin] = labels_[p];
   }
-  const at::Tensor raw = dataset_->images(batch.indices);
+  const auto raw = dataset_->stored_images(batch.indices);
   at::Generator generator = make_generator(
       make_generator(shuffle_seed_, static_cast<uint64_t>(epoch)).current_seed() ^ kAugmentSalt,
       static_cast<uint64_t>(b));
   batch.images = transform_(raw, train_, generator);
+  if (pin_memory_) {
+    batch.images = batch.images.pin_memory();
+    batch.labels = batch.labels.pin_memory();
+  }
   return batch;
 }
 

@@ -11,6 +11,7 @@
 
 #include "clprompt/core/seed.hpp"
 #include "clprompt/data/class_order.hpp"
+#include "clprompt/data/python_random.hpp"
 #include "clprompt/data/scenario.hpp"
 
 namespace clprompt {
@@ -26,6 +27,9 @@ void ScenarioOptions::validate(const std::string& path) const {
   require_option(validation_per_class >= 0, path, "validation_per_class",
                  fmt::format("expected 0 (evaluate on the test split) or a positive count, got {}",
                              validation_per_class));
+  require_option(classes_per_task >= 0, path, "classes_per_task",
+                 fmt::format("expected 0 (equal tasks) or a positive count, got {}", classes_per_task));
+  require_option(order_seed >= -1, path, "order_seed", fmt::format("expected -1 (the run's seed) or >= 0, got {}", order_seed));
   for (size_t i = 0; i < class_order.size(); ++i)
     require_option(class_order[i] >= 0, path, fmt::format("class_order[{}]", i),
                    fmt::format("expected a class id >= 0, got {}", class_order[i]));
@@ -92,22 +96,51 @@ Scenario::Scenario(std::shared_ptr<const Dataset> train, std::shared_ptr<const D
       seen[static_cast<size_t>(c)] = true;
     }
     class_order_ = options_.class_order;
-  } else if (options_.shuffle_classes) {
-    if (seed > std::numeric_limits<uint32_t>::max())
-      throw ConfigError("seed", fmt::format("shuffle_classes uses numpy's seeding, which needs a seed below 2^32; got {}",
-                                            seed));
-    class_order_ = numpy_permutation(classes, static_cast<uint32_t>(seed));
   } else {
-    class_order_.resize(static_cast<size_t>(classes));
-    std::iota(class_order_.begin(), class_order_.end(), int64_t{0});
+    const uint64_t order_seed = options_.order_seed >= 0 ? static_cast<uint64_t>(options_.order_seed) : seed;
+    const bool numpy = options_.order == ClassOrderRule::numpy || options_.order == ClassOrderRule::numpy_inverse;
+    if (numpy && order_seed > std::numeric_limits<uint32_t>::max())
+      throw ConfigError(options_.order_seed >= 0 ? field("order_seed") : std::string("seed"),
+                        fmt::format("the numpy class order uses numpy's seeding, which needs a seed below 2^32; got {}",
+                                    order_seed));
+    switch (options_.order) {
+      case ClassOrderRule::natural:
+        class_order_.resize(static_cast<size_t>(classes));
+        std::iota(class_order_.begin(), class_order_.end(), int64_t{0});
+        break;
+      case ClassOrderRule::numpy:
+        class_order_ = numpy_permutation(classes, static_cast<uint32_t>(order_seed));
+        break;
+      case ClassOrderRule::numpy_inverse: {
+        const auto permutation = numpy_permutation(classes, static_cast<uint32_t>(order_seed));
+        class_order_.assign(static_cast<size_t>(classes), 0);
+        for (int64_t c = 0; c < classes; ++c) class_order_[static_cast<size_t>(permutation[static_cast<size_t>(c)])] = c;
+        break;
+      }
+      case ClassOrderRule::python_shuffle:
+        class_order_ = python_shuffled_range(classes, order_seed);
+        break;
+    }
   }
   label_map_.assign(static_cast<size_t>(classes), -1);
   for (int64_t i = 0; i < classes; ++i) label_map_[static_cast<size_t>(class_order_[static_cast<size_t>(i)])] = i;
 
   // Task boundaries.
   const int64_t tasks = options_.num_tasks;
-  int64_t first = 0, rest = 0;
-  if (options_.initial_classes == 0) {
+  int64_t first = 0, rest = 0, last = -1;  // last: the final task's size when it takes the remainder
+  if (options_.classes_per_task > 0) {
+    // SLCA's rule (utils/data_manager.py:15-20): tasks of classes_per_task, the remainder in the last.
+    first = options_.initial_classes > 0 ? options_.initial_classes : options_.classes_per_task;
+    rest = options_.classes_per_task;
+    last = classes - first - rest * (tasks - 2);
+    if (tasks == 1) last = classes;
+    if (last <= 0 || last > rest || (tasks == 1 && first != classes && options_.initial_classes > 0))
+      throw ConfigError(field("classes_per_task"),
+                        fmt::format("{} tasks of {} classes{} do not cover the {} classes with a last task of 1 to {} "
+                                    "classes",
+                                    tasks, rest, options_.initial_classes > 0 ? " after the initial ones" : "", classes,
+                                    rest));
+  } else if (options_.initial_classes == 0) {
     if (classes % tasks != 0)
       throw ConfigError(field("num_tasks"), fmt::format("{} classes do not split into {} equal tasks; choose a "
                                                         "divisor of {} or set initial_classes",
@@ -130,7 +163,7 @@ Scenario::Scenario(std::shared_ptr<const Dataset> train, std::shared_ptr<const D
     Task& task = tasks_[static_cast<size_t>(t)];
     task.index = t;
     task.class_begin = begin;
-    task.class_end = begin + (t == 0 ? first : rest);
+    task.class_end = begin + (t == tasks - 1 && last >= 0 ? last : t == 0 ? first : rest);
     for (int64_t l = task.class_begin; l < task.class_end; ++l) task_of_label[static_cast<size_t>(l)] = t;
     begin = task.class_end;
   }

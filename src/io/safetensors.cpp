@@ -174,35 +174,64 @@ void read_exactly(std::istream& in, char* data, uint64_t size, const std::string
 
 // ==== safetensors.hpp ========================================================================
 
-SafetensorsContents read_safetensors(const std::string& path) {
+namespace detail {
+namespace {
+
+/// Opens `path`, checks and parses the header; leaves `in` at the start of the data buffer.
+Json open_header(const std::string& path, std::ifstream& in, uint64_t& file_size, uint64_t& header_size) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const auto status = fs::status(path, ec);
   if (status.type() == fs::file_type::not_found) throw FileError(path, "cannot open: no such file");
   if (ec) throw FileError(path, fmt::format("cannot open: {}", ec.message()));
   if (!fs::is_regular_file(status)) throw FileError(path, "cannot read: not a regular file");
-  const uint64_t file_size = fs::file_size(path, ec);
+  file_size = fs::file_size(path, ec);
   if (ec) throw FileError(path, fmt::format("cannot read the file size: {}", ec.message()));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw FileError(path, fmt::format("cannot open: {}", detail::errno_text(errno)));
+  in.open(path, std::ios::binary);
+  if (!in) throw FileError(path, fmt::format("cannot open: {}", errno_text(errno)));
   if (file_size < 8)
     throw FileError(path, fmt::format("not a safetensors file: {} bytes, shorter than the 8-byte header length", file_size));
 
   unsigned char length_bytes[8];
-  detail::read_exactly(in, reinterpret_cast<char*>(length_bytes), 8, path, "header length");
-  uint64_t header_size = 0;
+  read_exactly(in, reinterpret_cast<char*>(length_bytes), 8, path, "header length");
+  header_size = 0;
   for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | length_bytes[i];
-  if (header_size > detail::kMaxHeaderBytes)
+  if (header_size > kMaxHeaderBytes)
     throw FileError(path, fmt::format("safetensors header length {} exceeds the limit of {} bytes (not a safetensors file?)",
-                                      header_size, detail::kMaxHeaderBytes));
+                                      header_size, kMaxHeaderBytes));
   if (header_size > file_size - 8)
     throw FileError(path, fmt::format("safetensors header length {} is larger than the rest of the file ({} bytes); truncated?",
                                       header_size, file_size - 8));
   std::string header_text(header_size, '\0');
-  detail::read_exactly(in, header_text.data(), header_size, path, "header");
+  read_exactly(in, header_text.data(), header_size, path, "header");
   if (header_text.empty() || header_text.front() != '{')
     throw FileError(path, "safetensors header must start with '{' (not a safetensors file?)");
-  const auto header = detail::parse_header(path, header_text);
+  return parse_header(path, header_text);
+}
+
+}  // namespace
+}  // namespace detail
+
+SafetensorsHeader read_safetensors_header(const std::string& path) {
+  std::ifstream in;
+  uint64_t file_size = 0, header_size = 0;
+  const auto header = detail::open_header(path, in, file_size, header_size);
+  SafetensorsHeader out;
+  for (const auto& [name, info] : header.items()) {
+    if (name == "__metadata__") {
+      out.metadata = detail::parse_metadata(path, info);
+    } else {
+      auto entry = detail::parse_entry(path, name, info);
+      out.shapes[name] = entry.shape;
+    }
+  }
+  return out;
+}
+
+SafetensorsContents read_safetensors(const std::string& path) {
+  std::ifstream in;
+  uint64_t file_size = 0, header_size = 0;
+  const auto header = detail::open_header(path, in, file_size, header_size);
 
   SafetensorsContents contents;
   std::vector<detail::Entry> entries;

@@ -33,7 +33,7 @@ void PretrainConfig::validate(const std::string& path) const {
   require_option(backbone.image_size == glyphs.image_size, path, "backbone.image_size",
                  fmt::format("must equal glyphs.image_size ({}): glyphs are rendered at the backbone's input size",
                              glyphs.image_size));
-  require_option(transform.resize == 0 && transform.crop_size == 0, path, "transform",
+  require_option(transform.size == 0 && transform.train_crop == TrainCrop::none && transform.test_resize == 0, path, "transform",
                  "resize/crop are not used for glyphs (they are rendered at the input size)");
   require_option(steps > 0, path, "steps", "must be positive");
   require_option(batch_size > 0, path, "batch_size", "must be positive");

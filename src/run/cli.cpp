@@ -16,15 +16,16 @@
 
 #include "clprompt/io/svg_plot.hpp"
 #include "clprompt/learn/metrics.hpp"
+#include "clprompt/run/benchmarks.hpp"
 #include "clprompt/run/experiment.hpp"
 
 namespace clprompt {
 namespace {
 
 constexpr const char* kUsage = R"(usage:
-  {0} run [--method NAME[,NAME...]] [--config FILE.json] [--set FIELD=VALUE]... [--head KIND | --align]
-          [--clip DIR] [--out DIR] [--quiet]
-  {0} config [--method NAME] [--config FILE.json] [--set FIELD=VALUE]... [--head KIND | --align] [--clip DIR]
+  {0} run [--method NAME[,NAME...]] [--benchmark NAME --data DIR --pretrained FILE] [--config FILE.json]
+          [--set FIELD=VALUE]... [--head KIND | --align] [--clip DIR] [--out DIR] [--quiet]
+  {0} config [--method NAME] [--benchmark NAME] [--config FILE.json] [--set FIELD=VALUE]... [--head KIND | --align]
   {0} methods [--json]
 {1}
 run      trains and evaluates each method on the scenario of the configuration (default: the embedded
@@ -32,7 +33,14 @@ run      trains and evaluates each method on the scenario of the configuration (
          DIR/<run>/results.json, accuracy.svg, model.safetensors and DIR/comparison.svg
          (DIR defaults to results/; <run> is the method, plus "+align" etc. for another head).
 config   prints the resolved configuration (defaults of the method + FILE + --set), the schema of --config.
-methods  lists the methods and head kinds; --json for scripts (names, labels, the results table's runs).
+methods  lists the methods, head kinds and benchmarks; --json for scripts (names, labels, the results
+         table's runs, the benchmarks each method has a published recipe for).
+--benchmark NAME runs the method's published protocol (its reference's data split, class order and
+trials, transforms and training recipe; `{0} config --benchmark NAME --method M` prints every value):
+split-cifar100, split-imagenet-r (-5, -20), split-cub200, split-cars196. --data DIR (= --set data.root=DIR)
+gives the data set, --pretrained FILE (= --set pretrained=FILE) the timm ViT safetensors the reference
+loads; its geometry is read from the file. A protocol with several trials runs them all
+(DIR/<run>/trial<k>/) and reports mean and standard deviation.
 {2}
 --head KIND puts another head on the method (`{0} methods` lists them): slca adds SLCA's classifier
 alignment (options under head_options.alignment and .logit_norm); --align is --head slca.
@@ -92,6 +100,15 @@ RunArguments parse_arguments(const std::string& command, const std::vector<std::
     } else if (arg == "--clip") {
       only(run || config);
       a.overrides.push_back("method_options.clip=" + Json(value()).dump());
+    } else if (arg == "--benchmark") {
+      only(run || config);
+      a.overrides.push_back("benchmark=" + Json(value()).dump());
+    } else if (arg == "--data") {
+      only(run || config);
+      a.overrides.push_back("data.root=" + Json(value()).dump());
+    } else if (arg == "--pretrained") {
+      only(run || config);
+      a.overrides.push_back("pretrained=" + Json(value()).dump());
     } else if (arg == "--out") {
       only(run);
       a.out = value();
@@ -114,9 +131,26 @@ RunConfig resolve(const MethodRegistry& registry, const RunArguments& a, const s
   return resolve_config(registry, method, overrides);
 }
 
-std::string forgetting_text(const Results& r) {
-  const double f = average_forgetting(r.accuracy);
-  return std::isnan(f) ? std::string("n/a") : fmt::format("{:.2f}", f);
+struct Summary {
+  std::string name;
+  std::vector<double> final, incremental, forgetting, seconds;
+};
+
+double mean(const std::vector<double>& v) {
+  double sum = 0;
+  for (double x : v) sum += x;
+  return v.empty() ? std::nan("") : sum / static_cast<double>(v.size());
+}
+double stdev(const std::vector<double>& v) {
+  if (v.size() < 2) return 0.0;
+  const double m = mean(v);
+  double sum = 0;
+  for (double x : v) sum += (x - m) * (x - m);
+  return std::sqrt(sum / static_cast<double>(v.size() - 1));
+}
+std::string cell(const std::vector<double>& v) {
+  if (v.empty() || std::isnan(mean(v))) return "n/a";
+  return v.size() > 1 ? fmt::format("{:.2f}±{:.2f}", mean(v), stdev(v)) : fmt::format("{:.2f}", mean(v));
 }
 
 int run_command(const MethodRegistry& registry, const RunArguments& a) {
@@ -127,32 +161,53 @@ int run_command(const MethodRegistry& registry, const RunArguments& a) {
   for (const auto& method : methods) configs.push_back(resolve(registry, a, method));
   AccuracyPlot comparison;
   comparison.title = "accuracy over seen tasks after each task";
-  std::vector<std::string> summary_rows;
+  std::vector<Summary> summaries;
   for (const auto& config : configs) {
     // Other heads and the fallback get their own directory so they never overwrite the method's results.
     const auto name = run_name(registry, config);
-    const auto directory = (std::filesystem::path(a.out) / name).string();
-    ExperimentOutput output{directory, {}};
-    if (a.quiet) output.hooks.log = nullptr;
-    fmt::print("== {} on {} ({}) ==\n", name, config.data.dataset, config.data.root);
-    std::fflush(stdout);
-    const auto results = run_experiment(registry, config, output);
-    fmt::print("{}", format_summary(results));
-    fmt::print("wrote {}/results.json, accuracy.svg{} ({:.1f} s, {} threads)\n\n", directory,
-               config.save_checkpoint ? ", model.safetensors" : "", results.total_seconds, results.threads);
-    comparison.curves.push_back({name, average_accuracy_per_task(results.accuracy)});
-    summary_rows.push_back(fmt::format("{:<20} {:>9.2f} {:>11.2f} {:>11} {:>9.1f}", name,
-                                       final_average_accuracy(results.accuracy),
-                                       average_incremental_accuracy(average_accuracy_per_task(results.accuracy)),
-                                       forgetting_text(results), results.total_seconds));
-    if (comparison.matrix.empty()) {
-      comparison.matrix = results.accuracy;
-      comparison.title = fmt::format("accuracy over seen tasks after each task (heat map: {})", name);
+    const auto trials = trial_configs(config);
+    Summary summary{name, {}, {}, {}, {}};
+    for (std::size_t k = 0; k < trials.size(); ++k) {
+      const auto& trial = trials[k];
+      auto directory = std::filesystem::path(a.out) / name;
+      if (trials.size() > 1) directory /= fmt::format("trial{}", k);
+      ExperimentOutput output{directory.string(), {}};
+      if (a.quiet) output.hooks.log = nullptr;
+      fmt::print("== {} on {} ({}){} ==\n", name, config.benchmark.empty() ? config.data.dataset : config.benchmark,
+                 config.data.root,
+                 trials.size() > 1 ? fmt::format(", trial {} of {} (seed {})", k + 1, trials.size(), trial.seed) : "");
+      std::fflush(stdout);
+      const auto results = run_experiment(registry, trial, output);
+      fmt::print("{}", format_summary(results));
+      fmt::print("wrote {}/results.json, accuracy.svg{} ({:.1f} s, {} threads)\n\n", directory.string(),
+                 trial.save_checkpoint ? ", model.safetensors" : "", results.total_seconds, results.threads);
+      const auto per_task = average_accuracy_per_task(results.accuracy);
+      summary.final.push_back(final_average_accuracy(results.accuracy));
+      summary.incremental.push_back(average_incremental_accuracy(per_task));
+      if (const double f = average_forgetting(results.accuracy); !std::isnan(f)) summary.forgetting.push_back(f);
+      summary.seconds.push_back(results.total_seconds);
+      if (k == 0) {
+        comparison.curves.push_back({name, per_task});
+        if (comparison.matrix.empty()) {
+          comparison.matrix = results.accuracy;
+          comparison.title = fmt::format("accuracy over seen tasks after each task (heat map: {})", name);
+        }
+      }
     }
+    if (trials.size() > 1) {
+      fmt::print("{} over {} trials: final average accuracy {} | average incremental accuracy {} | forgetting {}{}\n\n",
+                 name, trials.size(), cell(summary.final), cell(summary.incremental), cell(summary.forgetting),
+                 config.reference.value("reported", std::string()).empty()
+                     ? ""
+                     : " (reference: " + config.reference.value("reported", std::string()) + ")");
+    }
+    summaries.push_back(std::move(summary));
   }
   if (configs.size() > 1) {
-    fmt::print("{:<20} {:>9} {:>11} {:>11} {:>9}\n", "method", "final acc", "avg inc acc", "forgetting", "time (s)");
-    for (const auto& row : summary_rows) fmt::print("{}\n", row);
+    fmt::print("{:<20} {:>12} {:>12} {:>12} {:>9}\n", "method", "final acc", "avg inc acc", "forgetting", "time (s)");
+    for (const auto& s : summaries)
+      fmt::print("{:<20} {:>12} {:>12} {:>12} {:>9.1f}\n", s.name, cell(s.final), cell(s.incremental), cell(s.forgetting),
+                 mean(s.seconds));
     const auto path = (std::filesystem::path(a.out) / "comparison.svg").string();
     write_accuracy_svg(path, comparison);
     fmt::print("wrote {}\n", path);
@@ -167,14 +222,21 @@ int methods_command(const MethodRegistry& registry, const RunArguments& a) {
     for (const auto& e : registry.entries()) {
       Json runs = Json::array();
       for (const auto& r : e.reported_runs) runs.push_back({{"run", r.run}, {"label", r.label}, {"args", r.args}});
+      Json presets = Json::array();
+      for (const auto& b : benchmarks())
+        if (e.preset(b.name, ResolvedPreset{b.data, b.scenario})) presets.push_back(b.name);
       methods.push_back({{"name", e.name},
                          {"label", e.label},
                          {"description", e.description},
                          {"default_head", e.default_head},
+                         {"benchmarks", presets},
                          {"reported_runs", runs}});
     }
     out["methods"] = methods;
     out["heads"] = MethodRegistry::head_names();
+    Json names = Json::array();
+    for (const auto& b : benchmarks()) names.push_back(b.name);
+    out["benchmarks"] = names;
     fmt::print("{}\n", out.dump(2));
     return 0;
   }
@@ -185,7 +247,13 @@ int methods_command(const MethodRegistry& registry, const RunArguments& a) {
     fmt::print("{}{} ({})", first ? "" : ", ", Kind::name, Kind::description);
     first = false;
   });
-  fmt::print("\n");
+  fmt::print("\nbenchmarks (--benchmark; `config --benchmark NAME --method M` prints the recipe):\n");
+  for (const auto& b : benchmarks()) {
+    std::vector<std::string> with;
+    for (const auto& e : registry.entries())
+      if (e.preset(b.name, ResolvedPreset{b.data, b.scenario})) with.push_back(e.name);
+    fmt::print("  {:<20} {}; recipes: {}\n", b.name, b.description, with.empty() ? "none" : fmt::format("{}", fmt::join(with, ", ")));
+  }
   return 0;
 }
 

@@ -15,11 +15,10 @@
 #include "clprompt/backbone/timm_loader.hpp"
 #include "clprompt/core/seed.hpp"
 #include "clprompt/core/threads.hpp"
-#include "clprompt/data/cifar.hpp"
-#include "clprompt/data/idx.hpp"
 #include "clprompt/io/atomic_file.hpp"
 #include "clprompt/io/svg_plot.hpp"
 #include "clprompt/learn/metrics.hpp"
+#include "clprompt/run/benchmarks.hpp"
 
 namespace clprompt {
 
@@ -35,6 +34,9 @@ RunConfig embedded_default() {
   c.scenario.num_tasks = 5;
   c.scenario.train_per_class = 1000;
   c.scenario.test_per_class = 500;  // of 1000: halves evaluation time, +-2% binomial error per task
+  // The methods' input pipelines are scaled to this size (resolve_config); ImageNet statistics,
+  // as the shipped backbone was pre-trained with.
+  c.transform.size = 28;
   c.transform.horizontal_flip = true;
   c.backbone.image_size = 28;
   c.backbone.patch_size = 4;
@@ -72,24 +74,6 @@ std::string string_field(const Json& overrides, const char* key) {
   return overrides.at(key).get<std::string>();
 }
 
-std::pair<std::shared_ptr<const Dataset>, std::shared_ptr<const Dataset>> load_datasets(const DataOptions& data) {
-  auto both = [](auto&& load) {
-    return std::pair<std::shared_ptr<const Dataset>, std::shared_ptr<const Dataset>>{load(Split::train),
-                                                                                      load(Split::test)};
-  };
-  if (data.dataset == "fashion-mnist")
-    return both([&](Split s) { return std::make_shared<TensorDataset>(load_fashion_mnist(data.root, s)); });
-  if (data.dataset == "mnist")
-    return both([&](Split s) { return std::make_shared<TensorDataset>(load_mnist(data.root, s)); });
-  if (data.dataset == "cifar100")
-    return both([&](Split s) { return std::make_shared<TensorDataset>(load_cifar100(data.root, s)); });
-  if (data.dataset == "cifar10")
-    return both([&](Split s) { return std::make_shared<TensorDataset>(load_cifar10(data.root, s)); });
-  namespace fs = std::filesystem;
-  return {std::make_shared<ImageFolderDataset>((fs::path(data.root) / "train").string(), data.image_folder),
-          std::make_shared<ImageFolderDataset>((fs::path(data.root) / "test").string(), data.image_folder)};
-}
-
 void write_outputs(const std::string& directory, const Results& results) {
   if (directory.empty()) return;
   namespace fs = std::filesystem;
@@ -100,6 +84,40 @@ void write_outputs(const std::string& directory, const Results& results) {
   plot.curves.push_back({"average accuracy over seen tasks", average_accuracy_per_task(results.accuracy)});
   for (const auto& t : results.tasks) plot.task_labels.push_back(fmt::format("T{}", t.task + 1));
   write_accuracy_svg((fs::path(directory) / "accuracy.svg").string(), plot);
+}
+
+}  // namespace
+
+namespace {
+
+/// The method's input pipeline at the embedded default's 28 px: the same crops, flips and
+/// jitter at the same ratios (Resize(256) + CenterCrop(224) -> Resize(32) + CenterCrop(28)),
+/// with the normalisation the shipped backbone was pre-trained with.
+TransformOptions embedded_transform(TransformOptions reference, const TransformOptions& embedded) {
+  const double scale = static_cast<double>(embedded.size) / 224.0;
+  auto scaled = [&](int64_t px) { return px > 0 ? static_cast<int64_t>(std::lround(static_cast<double>(px) * scale)) : px; };
+  reference.size = embedded.size;
+  reference.train_resize = scaled(reference.train_resize);
+  reference.test_resize = scaled(reference.test_resize);
+  reference.crop_padding = scaled(reference.crop_padding);
+  reference.mean = embedded.mean;
+  reference.std = embedded.std;
+  return reference;
+}
+
+/// The geometry of `pretrained` (a path or builtin:<name>), or `backbone` as it is when none is given.
+ViTOptions geometry_of(const std::string& pretrained, const ViTOptions& backbone) {
+  if (pretrained.empty()) return backbone;
+  return vit_options_from_weights(resolve_pretrained_path(pretrained), backbone);
+}
+
+std::string describe(const ViTOptions& v) {
+  return fmt::format("D {}, depth {}, patch {}, {} px", v.embed_dim, v.depth, v.patch_size, v.image_size);
+}
+
+Json merged(Json base, const Json& patch) {
+  base.merge_patch(patch);
+  return base;
 }
 
 }  // namespace
@@ -117,25 +135,73 @@ RunConfig resolve_config(const MethodRegistry& registry, const std::string& meth
   auto head = string_field(overrides, "head");
   if (head.empty()) head = entry.default_head;
   MethodRegistry::check_head(head);
+  const auto benchmark = string_field(overrides, "benchmark");
+  const auto pretrained = string_field(overrides, "pretrained");
 
-  RunConfig defaults = embedded_default();
-  defaults.method = name;
-  defaults.head = head;
-  defaults.train = embedded_recipe(entry.recipe, entry.lr_scales_with_batch);
-  // The method's option defaults may follow the setting (number of tasks, training recipe), so
-  // they are computed after the user's scenario and train fields are in.
   Json without_method_options = overrides;
   without_method_options.erase("method_options");
   without_method_options.erase("head_options");
-  Json first = write_options(defaults);
-  first.merge_patch(without_method_options);
-  const auto setting = setting_of(options_from_json<RunConfig>(first));
-  defaults.method_options = entry.default_options(setting);
-  defaults.head_options = entry.default_head_options(head);
 
-  Json merged = write_options(defaults);
-  merged.merge_patch(overrides);
-  auto config = options_from_json<RunConfig>(merged);
+  RunConfig defaults;
+  Json head_patch = Json::object(), preset_options;
+  if (benchmark.empty()) {
+    defaults = embedded_default();
+    defaults.train = embedded_recipe(entry.recipe, entry.lr_scales_with_batch);
+    if (!pretrained.empty()) defaults.backbone = geometry_of(pretrained, defaults.backbone);
+    // The method's transforms at the side the backbone takes (28 px unless the user's backbone
+    // or weights say otherwise); a user's transform fields still override them below.
+    TransformOptions embedded = defaults.transform;
+    embedded.size = options_from_json<RunConfig>(merged(write_options(defaults), without_method_options)).backbone.image_size;
+    defaults.transform = embedded_transform(entry.transform, embedded);
+  } else {
+    const Benchmark& b = find_benchmark(benchmark);
+    ResolvedPreset base;
+    base.data = b.data;
+    base.scenario = b.scenario;
+    const auto preset = entry.preset(benchmark, base);
+    if (!preset) {
+      std::vector<std::string> with;
+      for (const auto& e : registry.entries())
+        if (e.preset(benchmark, base)) with.push_back(e.name);
+      throw ConfigError("benchmark", fmt::format("{} has no published recipe for {}; methods with one: {}", name,
+                                                 benchmark, with.empty() ? "none" : fmt::format("{}", fmt::join(with, ", "))));
+    }
+    defaults.benchmark = benchmark;
+    defaults.data = preset->data;
+    defaults.scenario = preset->scenario;
+    defaults.transform = preset->transform;
+    defaults.train = preset->train;
+    defaults.backbone = b.backbone;
+    defaults.pretrained = "";
+    defaults.trials = preset->trials;
+    if (!defaults.trials.empty()) {
+      defaults.seed = defaults.trials.front().seed;
+      defaults.scenario.order = defaults.trials.front().order;
+      defaults.scenario.order_seed = defaults.trials.front().order_seed;
+    }
+    if (head == entry.default_head) head_patch = preset->head_options;  // the preset speaks of its own head
+    preset_options = preset->options;
+    defaults.reference = Json{{"weights", preset->weights}, {"reported", preset->reported}, {"sources", preset->sources}};
+    if (!pretrained.empty()) {
+      const auto found = geometry_of(pretrained, b.backbone);
+      if (found.embed_dim != b.backbone.embed_dim || found.depth != b.backbone.depth ||
+          found.patch_size != b.backbone.patch_size || found.image_size != b.backbone.image_size)
+        throw ConfigError("pretrained", fmt::format("{} is a ViT of {}, but the {} protocol runs {} (the reference loads "
+                                                    "{}); give weights of that geometry",
+                                                    pretrained, describe(found), benchmark, describe(b.backbone),
+                                                    preset->weights));
+      defaults.backbone = found;
+    }
+  }
+  defaults.method = name;
+  defaults.head = head;
+  // The method's option defaults may follow the setting (number of tasks, training recipe), so
+  // they are computed after the user's scenario and train fields are in.
+  const auto setting = setting_of(options_from_json<RunConfig>(merged(write_options(defaults), without_method_options)));
+  defaults.method_options = benchmark.empty() ? entry.default_options(setting) : preset_options;
+  defaults.head_options = merged(entry.default_head_options(head), head_patch);
+
+  auto config = options_from_json<RunConfig>(merged(write_options(defaults), overrides));
   entry.check(config.method_options, "method_options", config.head, config.head_options, "head_options",
               setting_of(config));
   return config;
@@ -166,8 +232,35 @@ std::string run_name(const MethodRegistry& registry, const RunConfig& config) {
   return registry.at(config.method).run_name(config.method_options, config.head);
 }
 
+std::vector<RunConfig> trial_configs(const RunConfig& config) {
+  if (config.trials.empty()) return {config};
+  std::vector<RunConfig> out;
+  for (const auto& trial : config.trials) {
+    RunConfig c = config;
+    c.trials.clear();
+    c.seed = trial.seed;
+    c.scenario.order = trial.order;
+    c.scenario.order_seed = trial.order_seed;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 Results run_experiment(const MethodRegistry& registry, const RunConfig& config, const ExperimentOutput& output) {
   const MethodEntry& entry = registry.at(config.method);
+  if (!config.benchmark.empty()) {
+    const auto weights = config.reference.value("weights", std::string());
+    if (config.pretrained.empty())
+      throw ConfigError("pretrained", fmt::format("the {} protocol needs the pre-trained ViT: --pretrained FILE.safetensors "
+                                                  "({} as its reference loads it, from timm)",
+                                                  config.benchmark, weights.empty() ? "a timm ViT" : weights));
+    if (config.data.root.empty())
+      throw ConfigError("data.root", fmt::format("the {} protocol needs the data: --data DIR ({})", config.benchmark,
+                                                 find_benchmark(config.benchmark).description));
+  }
+  // `config` prints a recipe without data; a run needs it.
+  if (config.data.root.empty())
+    throw ConfigError("data.root", fmt::format("must name the {} directory (--data DIR)", config.data.dataset));
   entry.check(config.method_options, "method_options", config.head, config.head_options, "head_options",
               setting_of(config));
   const int threads = configure_threads(static_cast<int>(config.threads));

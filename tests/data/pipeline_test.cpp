@@ -98,7 +98,7 @@ TEST_CASE("a scenario splits classes into disjoint tasks with incremental labels
   CHECK(s.seen_test_indices(4).size() == 30);
 
   // An initial task, no shuffling, explicit orders.
-  const clprompt::Scenario uneven(train, test, {.num_tasks = 4, .initial_classes = 4, .shuffle_classes = false}, 0);
+  const clprompt::Scenario uneven(train, test, {.num_tasks = 4, .initial_classes = 4, .order = clprompt::ClassOrderRule::natural}, 0);
   CHECK(uneven.task(0).class_end == 4);
   CHECK(uneven.task(3).class_begin == 8);
   CHECK(uneven.task(3).class_end == 10);
@@ -108,6 +108,42 @@ TEST_CASE("a scenario splits classes into disjoint tasks with incremental labels
   CHECK(ordered.class_order() == explicit_order);
   CHECK(ordered.label_map()[9] == 0);
   CHECK(ordered.class_names().front() == "9");
+}
+
+TEST_CASE("class orders follow each reference's rule", "[data][scenario][class_order]") {
+  const auto train = numbered_dataset(10, 2), test = numbered_dataset(10, 1);
+  auto order = [&](clprompt::ClassOrderRule rule, int64_t order_seed, uint64_t seed = 1993) {
+    clprompt::ScenarioOptions o;
+    o.num_tasks = 5;
+    o.order = rule;
+    o.order_seed = order_seed;
+    return clprompt::Scenario(train, test, o, seed).class_order();
+  };
+  using Rule = clprompt::ClassOrderRule;
+  CHECK(order(Rule::natural, -1) == std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+  // CODA-Prompt's trials 1 and 2: Python 3.11 prints these for
+  // random.seed(s); l = list(range(10)); random.shuffle(l).
+  CHECK(order(Rule::python_shuffle, 1) == std::vector<int64_t>{6, 8, 9, 7, 5, 3, 0, 4, 1, 2});
+  CHECK(order(Rule::python_shuffle, 2) == std::vector<int64_t>{5, 9, 3, 4, 6, 7, 2, 8, 1, 0});
+  // SLCA: label i is class perm[i]; mammoth reads the same permutation the other way.
+  const auto perm = clprompt::numpy_permutation(10, 1993);
+  CHECK(order(Rule::numpy, -1) == perm);
+  CHECK(order(Rule::numpy, 1993, 7) == perm);  // an order seed of its own, independent of the run's
+  const auto inverse = order(Rule::numpy_inverse, 1993);
+  for (int64_t c = 0; c < 10; ++c) CHECK(inverse[static_cast<size_t>(perm[static_cast<size_t>(c)])] == c);
+}
+
+TEST_CASE("classes_per_task puts the remainder in the last task, as SLCA splits Cars-196", "[data][scenario]") {
+  const auto train = numbered_dataset(26, 2), test = numbered_dataset(26, 1);
+  clprompt::ScenarioOptions o;
+  o.num_tasks = 3;
+  o.classes_per_task = 10;
+  const clprompt::Scenario s(train, test, o, 1);
+  CHECK(s.task(0).num_classes() == 10);
+  CHECK(s.task(1).num_classes() == 10);
+  CHECK(s.task(2).num_classes() == 6);
+  o.num_tasks = 4;  // 10 + 10 + 10 would leave -4 for the last
+  CHECK_THROWS_WITH(clprompt::Scenario(train, test, o, 1), Catch::Contains("classes_per_task"));
 }
 
 TEST_CASE("one seed fixes the class order and the per-class subsample", "[data][scenario]") {
@@ -178,12 +214,20 @@ TEST_CASE("scenario options that do not fit throw ConfigError naming the field",
   CHECK_THROWS_AS(clprompt::Scenario(train, numbered_dataset(5, 1), {}, 1), clprompt::ShapeError);
 }
 
+namespace {
+at::Tensor plain_images_of_two_sizes() {
+  at::Generator gen = clprompt::make_generator(1, 0);
+  const std::vector<at::Tensor> images{at::zeros({3, 4, 4}, at::kByte), at::zeros({3, 5, 5}, at::kByte)};
+  return clprompt::Transform({.mean = {}, .std = {}})(images, false, gen);  // no size: they cannot be stacked
+}
+}  // namespace
+
 TEST_CASE("transforms produce normalised 3-channel float batches", "[data][transforms]") {
   at::Generator gen = clprompt::make_generator(1, 0);
   const at::Tensor white = at::full({2, 3, 8, 8}, 255, at::kByte);
 
-  // Shapes: resize then crop.
-  const clprompt::Transform t({.resize = 16, .crop_size = 12});
+  // A square resize to `size`.
+  const clprompt::Transform t({.size = 12});
   CHECK(t.output_size(8) == 12);
   const at::Tensor out = t(white, false, gen);
   CHECK(out.scalar_type() == at::kFloat);
@@ -203,13 +247,50 @@ TEST_CASE("transforms produce normalised 3-channel float batches", "[data][trans
   CHECK(at::allclose(g.select(1, 1), gray.squeeze(1).to(at::kFloat) / 255));
   CHECK(plain.output_size(4) == 4);
 
-  // Centre crop: torchvision's rounding, and no randomness at test time.
-  const at::Tensor ramp = at::arange(64, at::kLong).to(at::kByte).view({1, 1, 8, 8});
-  const clprompt::Transform centre({.crop_size = 6, .random_crop = true, .horizontal_flip = true, .mean = {}, .std = {}});
-  const at::Tensor c = centre(ramp, false, gen);
-  CHECK(at::equal(c[0][0], ramp[0][0].slice(0, 1, 7).slice(1, 1, 7).to(at::kFloat) / 255));
+  // Evaluation: Resize(shorter side) then CenterCrop, no randomness, images of any size.
+  const at::Tensor wide = (at::arange(3 * 10 * 16, at::kLong) % 251).to(at::kByte).view({3, 10, 16});
+  const clprompt::Transform test({.size = 6, .test_resize = 8, .test_interpolation = clprompt::Interpolation::bicubic,
+                                  .mean = {}, .std = {}});
+  const at::Tensor e = test(std::vector<at::Tensor>{wide}, false, gen);
+  const at::Tensor expected =
+      clprompt::center_crop(clprompt::resize_shorter_side(wide, 8, clprompt::Interpolation::bicubic), 6, 6);
+  CHECK(at::equal(e[0], expected.to(at::kFloat) / 255));
   at::Generator other = clprompt::make_generator(2, 0);
-  CHECK(at::equal(c, centre(ramp, false, other)));
+  CHECK(at::equal(e, test(std::vector<at::Tensor>{wide}, false, other)));
+}
+
+TEST_CASE("the training pipeline draws crop, flip and jitter per image as torchvision does", "[data][transforms]") {
+  // L2P's pipeline on two images of different sizes: RandomResizedCrop(6, scale (0.05, 1)) then
+  // RandomHorizontalFlip, against the image operations called in torchvision's order on a
+  // generator in the same state.
+  const at::Tensor a = (at::arange(3 * 9 * 12, at::kLong) % 253).to(at::kByte).view({3, 9, 12});
+  const at::Tensor b = (at::arange(3 * 14 * 10, at::kLong) * 7 % 255).to(at::kByte).view({3, 14, 10});
+  clprompt::TransformOptions l2p{.size = 6, .train_crop = clprompt::TrainCrop::random_resized,
+                                 .random_resized_crop = clprompt::RandomResizedCropOptions::l2p(),
+                                 .horizontal_flip = true, .mean = {}, .std = {}};
+  const clprompt::Transform transform(l2p);
+  at::Generator g1 = clprompt::make_generator(5, 0), g2 = clprompt::make_generator(5, 0);
+  const at::Tensor out = transform(std::vector<at::Tensor>{a, b}, true, g1);
+  clprompt::TorchGeneratorSource source(g2);
+  for (int64_t i = 0; i < 2; ++i) {
+    auto x = clprompt::random_resized_crop(i == 0 ? a : b, 6, l2p.random_resized_crop, clprompt::Interpolation::bilinear,
+                                           source);
+    if (source.uniform(0.0f, 1.0f) < 0.5f) x = x.flip({2});
+    CHECK(at::equal(out[i], x.to(at::kFloat) / 255));
+  }
+
+  // SLCA's CIFAR pipeline adds ColorJitter(brightness = 63/255) after the flip.
+  clprompt::TransformOptions slca = l2p;
+  slca.random_resized_crop = {};
+  slca.train_interpolation = clprompt::Interpolation::bicubic;
+  slca.brightness = 63.0 / 255.0;
+  at::Generator g3 = clprompt::make_generator(6, 0), g4 = clprompt::make_generator(6, 0);
+  const at::Tensor jittered = clprompt::Transform(slca)(std::vector<at::Tensor>{a}, true, g3);
+  clprompt::TorchGeneratorSource s4(g4);
+  auto y = clprompt::random_resized_crop(a, 6, slca.random_resized_crop, clprompt::Interpolation::bicubic, s4);
+  if (s4.uniform(0.0f, 1.0f) < 0.5f) y = y.flip({2});
+  y = clprompt::adjust_brightness(y, clprompt::color_jitter_brightness(63.0 / 255.0, s4));
+  CHECK(at::equal(jittered[0], y.to(at::kFloat) / 255));
 }
 
 TEST_CASE("random crops and flips are per sample and seeded", "[data][transforms]") {
@@ -232,7 +313,7 @@ TEST_CASE("random crops and flips are per sample and seeded", "[data][transforms
   CHECK(at::equal(flip(ramp, false, gen)[0][0], base));  // no flip at test time
 
   // CIFAR-style: pad by 2, crop 8 -> a window of the zero-padded image.
-  const clprompt::Transform crop({.crop_size = 8, .crop_padding = 2, .random_crop = true, .mean = {}, .std = {}});
+  const clprompt::Transform crop({.size = 8, .train_crop = clprompt::TrainCrop::random, .crop_padding = 2, .mean = {}, .std = {}});
   at::Generator g1 = clprompt::make_generator(4, 0), g2 = clprompt::make_generator(4, 0);
   const at::Tensor r = crop(ramp, true, g1);
   CHECK(at::equal(r, crop(ramp, true, g2)));
@@ -250,11 +331,14 @@ TEST_CASE("random crops and flips are per sample and seeded", "[data][transforms
   }
   CHECK(offsets.size() > 5);
 
-  CHECK_THROWS_AS(clprompt::Transform({.random_crop = true}), clprompt::ConfigError);
+  CHECK_THROWS_AS(clprompt::Transform({.train_crop = clprompt::TrainCrop::random_resized}), clprompt::ConfigError);
+  CHECK_THROWS_AS(clprompt::Transform({.crop_padding = 2}), clprompt::ConfigError);
   CHECK_THROWS_AS(clprompt::Transform({.mean = {0.5, 0.5}, .std = {1, 1}}), clprompt::ConfigError);
   CHECK_THROWS_AS(clprompt::Transform({.std = {1, 0, 1}}), clprompt::ConfigError);
   CHECK_THROWS_AS(flip(ramp.to(at::kFloat), true, gen), clprompt::ShapeError);
-  CHECK_THROWS_AS(clprompt::Transform({.crop_size = 9})(ramp, false, gen), clprompt::ShapeError);
+  CHECK_THROWS_AS(clprompt::Transform({.size = 9, .train_crop = clprompt::TrainCrop::random})(ramp, true, gen),
+                  clprompt::ShapeError);
+  CHECK_THROWS_AS(plain_images_of_two_sizes(), clprompt::ShapeError);
 }
 
 TEST_CASE("the loader visits each index once per epoch with remapped labels", "[data][loader]") {

@@ -21,6 +21,17 @@ TEST_CASE("schedules follow their definitions", "[optim][schedule]") {
     CHECK(steps.factor(e, 8) == (e < 3 ? 1.0 : e < 5 ? 0.5 : 0.25));
   }
   CHECK(quarter.factor(7, 8) == Approx(0.015707317311820675));  // cos(0.495 π): almost zero at the end
+  // The CODA-Prompt repository's schedule for K = 20, epoch by epoch as its learner steps it:
+  // CosineSchedule.get_lr() = base · cos(99π · last_epoch / (200 · (K − 1))) with last_epoch = 0
+  // for epochs 0 and 1 (the first step() happens at the start of epoch 1), then e − 1.
+  ScheduleOptions coda{.schedule = ScheduleKind::coda_cosine};
+  for (int64_t e = 0, last_epoch = 0; e < 20; ++e) {
+    if (e > 0) last_epoch = e - 1;  // scheduler.step() at the start of every epoch but the first
+    CHECK(coda.factor(e, 20) == Approx(std::cos(99 * pi * last_epoch / (200.0 * 19))).epsilon(1e-15));
+  }
+  CHECK(coda.factor(0, 20) == 1.0);
+  CHECK(coda.factor(1, 20) == 1.0);
+  CHECK(coda.factor(19, 20) == Approx(0.09740).epsilon(1e-3));
   CHECK(quarter.factor(0, 1) == 1.0);
   CHECK(ScheduleOptions{}.factor(5, 8) == 1.0);
 }

@@ -1,5 +1,7 @@
 #include "clprompt/selector/attention_decomposed.hpp"
 
+#include <array>
+#include <cmath>
 #include <functional>
 
 #include <torch/optim/adam.h>
@@ -62,7 +64,8 @@ Naive naive(const at::Tensor& q, const at::Tensor& P, const at::Tensor& K, const
   return out;
 }
 
-bool all_zero(const at::Tensor& t) { return t.abs().max().item<double>() == 0.0; }
+bool all_zero(const at::Tensor& t) { return t.numel() == 0 || t.abs().max().item<double>() == 0.0; }
+GramSchmidtInit defaults_gram_schmidt() { return AttentionDecomposed::Options{}.gram_schmidt; }
 /// True if the rows [begin, end) of t's gradient are all zero (an undefined gradient counts).
 bool no_grad_rows(const at::Tensor& t, int64_t begin, int64_t end) {
   return !t.grad().defined() || all_zero(t.grad().narrow(0, begin, end - begin));
@@ -418,7 +421,9 @@ TEST_CASE("AttentionDecomposed: options are validated and serialised by name", "
   Options o = small_options(0.5);
   o.layers = {1, 2};
   auto j = write_options(o);
-  CHECK(j.dump() == R"({"pool_size":10,"length":4,"ortho_weight":0.5,"layers":[1,2],"num_tasks":5})");
+  CHECK(j.dump() ==
+        R"({"pool_size":10,"length":4,"ortho_weight":0.5,"layers":[1,2],"num_tasks":5,)"
+        R"("gram_schmidt":"orthonormal_basis"})");
   auto back = options_from_json<Options>(j);
   CHECK(back.layers == o.layers);
   CHECK(back.pool_size == 10);
@@ -426,4 +431,162 @@ TEST_CASE("AttentionDecomposed: options are validated and serialised by name", "
   CHECK(config_field([] { options_from_json<Options>(Json{{"pool", 3}}, "selector"); }) == "selector.pool");
   CHECK(config_field([] { options_from_json<Options>(Json{{"layers", {0, "x"}}}, "selector"); }) == "selector.layers[1]");
   CHECK(config_field([] { options_from_json<Options>(Json{{"num_tasks", 7}}, "selector"); }) == "selector.num_tasks");
+  CHECK(defaults_gram_schmidt() == GramSchmidtInit::orthonormal_basis);
+  CHECK(options_from_json<Options>(Json{{"gram_schmidt", "reference"}}).gram_schmidt == GramSchmidtInit::reference);
+  CHECK(config_field([] { options_from_json<Options>(Json{{"gram_schmidt", "modified"}}, "selector"); }) ==
+        "selector.gram_schmidt");
+}
+
+namespace {
+
+/// GT-RIPL/CODA-Prompt models/zoo.py:75-131 `gram_schmidt`, step by step on rows (the reference
+/// works on the columns of vv.T), in double: uu = 0; uu[0:s] = vv[0:s]; for k in [s, f): draw
+/// vk = randn (again whenever some |uj|^2 < 1e-8), uk = sum_{j<k} (vk . uj) / (uj . uj) uj,
+/// uu[k] = vk - uk; then uu[k] /= |uu[k]| for k in [s, f). The draws are at::randn({n}) in the
+/// reference's order (torch.randn_like(vv[:, k])).
+using Rows = std::vector<std::vector<double>>;
+Rows rows_of(const at::Tensor& t) {
+  auto x = t.detach().reshape({t.size(0), -1}).to(at::kDouble).contiguous();
+  Rows out(static_cast<std::size_t>(x.size(0)), std::vector<double>(static_cast<std::size_t>(x.size(1))));
+  auto a = x.accessor<double, 2>();
+  for (int64_t i = 0; i < x.size(0); ++i)
+    for (int64_t e = 0; e < x.size(1); ++e) out[static_cast<std::size_t>(i)][static_cast<std::size_t>(e)] = a[i][e];
+  return out;
+}
+Rows repo_gram_schmidt(const Rows& vv, std::size_t s, std::size_t f) {
+  const std::size_t n = vv[0].size();
+  auto dot = [&](const std::vector<double>& a, const std::vector<double>& b) {
+    double d = 0;
+    for (std::size_t e = 0; e < n; ++e) d += a[e] * b[e];
+    return d;
+  };
+  Rows uu(vv.size(), std::vector<double>(n, 0.0));
+  for (std::size_t j = 0; j < s; ++j) uu[j] = vv[j];
+  for (std::size_t k = s; k < f; ++k) {
+    bool redo = true;
+    while (redo) {
+      redo = false;
+      const auto draw = rows_of(at::randn({static_cast<int64_t>(n)}).unsqueeze(0))[0];
+      std::vector<double> uk(n, 0.0);
+      for (std::size_t j = 0; j < k && !redo; ++j) {
+        const double denominator = dot(uu[j], uu[j]);
+        if (denominator < 1e-8) {
+          redo = true;
+        } else {
+          const double c = dot(draw, uu[j]) / denominator;
+          for (std::size_t e = 0; e < n; ++e) uk[e] += c * uu[j][e];
+        }
+      }
+      if (!redo)
+        for (std::size_t e = 0; e < n; ++e) uu[k][e] = draw[e] - uk[e];
+    }
+  }
+  for (std::size_t k = s; k < f; ++k) {
+    const double norm = std::sqrt(dot(uu[k], uu[k]));
+    for (auto& x : uu[k]) x /= norm;
+  }
+  return uu;
+}
+double max_difference(const at::Tensor& actual, const Rows& want) {
+  const auto got = rows_of(actual);
+  double worst = 0;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    for (std::size_t e = 0; e < got[i].size(); ++e) worst = std::max(worst, std::abs(got[i][e] - want[i][e]));
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("AttentionDecomposed gram_schmidt = reference follows CODA-Prompt's gram_schmidt step by step",
+          "[selector][coda]") {
+  auto o = small_options();  // M 10, L 4, D 16, 5 tasks: pt 2
+  o.gram_schmidt = GramSchmidtInit::reference;
+  const std::size_t M = 10, pt = 2;
+
+  // Construction (zoo.py:21-39): per layer p, k, a drawn by tensor_prompt (uniform, discarded),
+  // then gram_schmidt of p, k, a with task_count 0.
+  at::manual_seed(21);
+  AttentionDecomposed selector(o, small_dims());
+  at::manual_seed(21);
+  for (int64_t slot = 0; slot < 5; ++slot) {
+    const auto p = rows_of(at::rand({10, 4, kDim}));
+    const auto k = rows_of(at::rand({10, kDim}));
+    const auto a = rows_of(at::rand({10, kDim}));
+    const auto want_p = repo_gram_schmidt(p, 0, pt);
+    const auto want_k = repo_gram_schmidt(k, 0, pt);
+    const auto want_a = repo_gram_schmidt(a, 0, pt);
+    CHECK(max_difference(selector.components(slot), want_p) < 1e-5);
+    CHECK(max_difference(selector.keys(slot), want_k) < 1e-5);
+    CHECK(max_difference(selector.attention(slot), want_a) < 1e-5);
+    for (const auto* x : {&selector.components(slot), &selector.keys(slot), &selector.attention(slot)})
+      CHECK(all_zero(x->narrow(0, 2, 8)));  // later tasks' rows: zero until their task
+  }
+
+  // Tasks 1..4 (zoo.py:51-71, process_task_count): after "training" the earlier rows (no longer
+  // orthogonal), K, A, P of each layer in turn, projected on the raw earlier rows.
+  enter(selector, 0);
+  for (int64_t t = 1; t < kTasks; ++t) {
+    {
+      at::NoGradGuard no_grad;
+      at::manual_seed(100 + t);
+      for (int64_t slot = 0; slot < 5; ++slot)
+        for (const auto* x : {&selector.components(slot), &selector.keys(slot), &selector.attention(slot)})
+          x->narrow(0, 0, t * 2).add_(0.3 * at::randn_like(x->narrow(0, 0, t * 2)));
+    }
+    std::vector<std::array<Rows, 3>> before;
+    for (int64_t slot = 0; slot < 5; ++slot)
+      before.push_back(
+          {rows_of(selector.keys(slot)), rows_of(selector.attention(slot)), rows_of(selector.components(slot))});
+    std::vector<std::array<at::Tensor, 3>> raw;
+    for (int64_t slot = 0; slot < 5; ++slot)
+      raw.push_back({selector.keys(slot).detach().clone(), selector.attention(slot).detach().clone(),
+                     selector.components(slot).detach().clone()});
+    at::manual_seed(200 + t);
+    selector.begin_task(ctx(t, true));
+    at::manual_seed(200 + t);
+    const std::size_t s = pt * static_cast<std::size_t>(t), f = s + pt;
+    for (int64_t slot = 0; slot < 5; ++slot) {
+      const std::array<const at::Tensor*, 3> now{&selector.keys(slot), &selector.attention(slot),
+                                                 &selector.components(slot)};
+      for (std::size_t i = 0; i < 3; ++i) {
+        const auto want = repo_gram_schmidt(before[static_cast<std::size_t>(slot)][i], s, f);
+        CHECK(max_difference(*now[i], want) < 1e-5);
+        const auto& x = *now[i];
+        const auto& r = raw[static_cast<std::size_t>(slot)][i];
+        CHECK(at::equal(x.narrow(0, 0, static_cast<int64_t>(s)), r.narrow(0, 0, static_cast<int64_t>(s))));  // kept raw
+        CHECK(all_zero(x.narrow(0, static_cast<int64_t>(f), static_cast<int64_t>(M - f))));           // still zero
+        auto fresh = x.narrow(0, static_cast<int64_t>(s), 2).reshape({2, -1});
+        CHECK(at::allclose(fresh.norm(2, {1}), at::ones({2}), 1e-5, 1e-5));
+        // Classical Gram-Schmidt against non-orthogonal raw rows: the new rows are not orthogonal
+        // to the trained ones (orthonormal_basis would make them so, see the test above).
+        auto old = x.narrow(0, 0, static_cast<int64_t>(s)).reshape({static_cast<int64_t>(s), -1});
+        old = old / old.norm(2, {1}, true);
+        CHECK(at::mm(fresh, old.t()).abs().max().item<double>() > 1e-4);
+      }
+    }
+  }
+  // The selector works on these rows: evaluation over [0, f), no row beyond f is used.
+  auto q = at::randn({3, kDim});
+  auto s = selector.select(q, ctx(4, false));
+  for (const auto& l : s.prompts.layers) CHECK(at::isfinite(l.key_prefix).all().item<bool>());
+}
+
+TEST_CASE("AttentionDecomposed: gram_schmidt = orthonormal_basis (the default) draws as before", "[selector][coda]") {
+  // The default keeps its earlier draw order: all layers uniform, then Gram-Schmidt of [0, pt)
+  // layer by layer (P, K, A), so a given seed gives the same parameters as before the option.
+  at::manual_seed(22);
+  AttentionDecomposed a(small_options(), small_dims());
+  at::manual_seed(22);
+  std::vector<std::array<at::Tensor, 3>> uniform;
+  for (int64_t slot = 0; slot < 5; ++slot)
+    uniform.push_back({at::rand({10, 4, kDim}), at::rand({10, kDim}), at::rand({10, kDim})});
+  for (int64_t slot = 0; slot < 5; ++slot) {
+    auto& u = uniform[static_cast<std::size_t>(slot)];
+    clprompt::detail::gram_schmidt_rows(u[0].view({10, -1}), 0, 2);
+    clprompt::detail::gram_schmidt_rows(u[1], 0, 2);
+    clprompt::detail::gram_schmidt_rows(u[2], 0, 2);
+    CHECK(at::equal(a.components(slot), u[0]));
+    CHECK(at::equal(a.keys(slot), u[1]));
+    CHECK(at::equal(a.attention(slot), u[2]));
+  }
 }

@@ -1,5 +1,7 @@
 #include "clprompt/selector/key_query_pool.hpp"
 
+#include <set>
+
 #include <torch/optim/adam.h>
 
 #include "clprompt/backbone/vit.hpp"
@@ -76,6 +78,160 @@ TEST_CASE("KeyQueryPool options: l2p-pytorch defaults, JSON round trip, errors n
                     Catch::Contains("selector.pool_sise"));
   CHECK_THROWS_WITH(options_from_json<KeyQueryPool::Options>(Json{{"injection", "suffix"}}, "selector"),
                     Catch::Contains("selector.injection") && Catch::Contains("prompt_tuning"));
+}
+
+TEST_CASE("KeyQueryPool options that reproduce a repository: defaults, presets, JSON, validation", "[selector][l2p]") {
+  // Defaults: l2p-pytorch configs/cifar100_l2p.py:86-87 and the paper's pull constraint.
+  const KeyQueryPool::Options o;
+  CHECK_FALSE(o.shared_prompt_pool);
+  CHECK_FALSE(o.shared_prompt_key);
+  CHECK(o.pull_loss == PullLossKind::own_keys);
+  CHECK(o.pull_loss_chunk == 0);
+  // l2p_plus_plus() keeps clprompt's form; l2p_plus_plus_coda_repo() differs only in the loss.
+  const auto pp = KeyQueryPool::Options::l2p_plus_plus();
+  CHECK(pp.pull_loss == PullLossKind::own_keys);
+  CHECK(pp.pull_loss_chunk == 0);
+  CHECK(pp.pull_coefficient == 0.1);
+  const auto repo = KeyQueryPool::Options::l2p_plus_plus_coda_repo();
+  CHECK(repo.pull_loss == PullLossKind::all_pairs);
+  CHECK(repo.pull_loss_chunk == 32);
+  CHECK(repo.pull_coefficient == 1.0);
+  {
+    auto same = repo;
+    same.pull_loss = pp.pull_loss;
+    same.pull_loss_chunk = pp.pull_loss_chunk;
+    same.pull_coefficient = pp.pull_coefficient;
+    CHECK(write_options(same) == write_options(pp));
+  }
+  // l2p-pytorch configs/five_datasets_l2p.py:79-92.
+  const auto five = KeyQueryPool::Options::five_datasets();
+  CHECK((five.pool_size == 20 && five.length == 10 && five.top_k == 4 && five.pull_coefficient == 0.5));
+  CHECK((five.prompt_mask_by_task && five.shared_prompt_pool && !five.shared_prompt_key));
+  CHECK_NOTHROW(KeyQueryPool(five, kDims));
+
+  for (const auto& preset : {repo, five}) {
+    auto j = write_options(preset);
+    CHECK(write_options(options_from_json<KeyQueryPool::Options>(j)) == j);
+  }
+  auto j = write_options(repo);
+  CHECK(j.at("pull_loss") == "all_pairs");
+  CHECK(j.at("pull_loss_chunk") == 32);
+  CHECK(j.at("shared_prompt_pool") == false);
+  CHECK_THROWS_WITH(options_from_json<KeyQueryPool::Options>(Json{{"pull_loss", "pairs"}}, "selector"),
+                    Catch::Contains("selector.pull_loss") && Catch::Contains("all_pairs"));
+
+  auto message = [](KeyQueryPool::Options bad) {
+    return test::error_message<ConfigError>([&] { KeyQueryPool(bad, kDims); });
+  };
+  auto bad = o;
+  bad.shared_prompt_pool = true;  // without the prompt mask no task owns slots
+  CHECK_THAT(message(bad), Catch::Contains("'shared_prompt_pool'") && Catch::Contains("prompt_mask_by_task"));
+  bad = o;
+  bad.shared_prompt_key = true;
+  CHECK_THAT(message(bad), Catch::Contains("'shared_prompt_key'") && Catch::Contains("prompt_mask_by_task"));
+  bad = repo;
+  bad.pull_loss_chunk = -1;
+  CHECK_THAT(message(bad), Catch::Contains("'pull_loss_chunk'"));
+  bad = pp;
+  bad.pull_loss_chunk = 32;  // own_keys has no chunks
+  CHECK_THAT(message(bad), Catch::Contains("'pull_loss_chunk'") && Catch::Contains("all_pairs"));
+  CHECK_THROWS_WITH(bad.validate("method_options.selector"),
+                    Catch::Contains("'method_options.selector.pull_loss_chunk'"));
+}
+
+TEST_CASE("KeyQueryPool: shared prompt pool and key copy task t-1's slots, as l2p-pytorch's train_and_evaluate",
+          "[selector][l2p]") {
+  at::manual_seed(11);
+  // The reference's loop (engine.py:182-225): at the start of task t > 0 copy [(t-1)k, tk) to
+  // [tk, (t+1)k); then train (here: a random change of the task's rows).
+  auto run = [](KeyQueryPool::Options o, int64_t tasks) {
+    KeyQueryPool pool(o, kDims);
+    const int64_t k = o.top_k;
+    for (int64_t t = 0; t < tasks; ++t) {
+      const auto prompts = pool.pool->prompts.detach().clone();
+      const auto keys = pool.pool->keys.detach().clone();
+      pool.begin_task(test::task_ctx(t, true, tasks));
+      const auto want_prompts = o.shared_prompt_pool ? test::direct_shared_copy(prompts, t, k, 0) : prompts;
+      const auto want_keys = o.shared_prompt_key ? test::direct_shared_copy(keys, t, k, 0) : keys;
+      CHECK(at::equal(pool.pool->prompts, want_prompts));
+      CHECK(at::equal(pool.pool->keys, want_keys));
+      if (t > 0 && o.shared_prompt_pool)  // the copy is task t-1's trained prompts, not its initial ones
+        CHECK(at::equal(pool.pool->prompts.narrow(0, t * k, k), pool.pool->prompts.narrow(0, (t - 1) * k, k)));
+      at::NoGradGuard no_grad;  // "training" task t moves its own slots
+      pool.pool->prompts.narrow(0, t * k, k).add_(at::randn_like(pool.pool->prompts.narrow(0, t * k, k)));
+      pool.pool->keys.narrow(0, t * k, k).add_(at::randn_like(pool.pool->keys.narrow(0, t * k, k)));
+    }
+  };
+  SECTION("5-datasets preset: prompts shared, keys not") { run(KeyQueryPool::Options::five_datasets(), 5); }
+  SECTION("prompts and keys, prefix tuning (every layer, key and value halves)") {
+    auto o = KeyQueryPool::Options::l2p_plus_plus();
+    o.prefix_layers = {0, 2};
+    o.top_k = 3;
+    o.pool_size = 12;
+    o.prompt_mask_by_task = true;
+    o.shared_prompt_pool = true;
+    o.shared_prompt_key = true;
+    run(o, 4);
+  }
+  SECTION("keys only") {
+    KeyQueryPool::Options o;
+    o.top_k = 2;
+    o.prompt_mask_by_task = true;
+    o.shared_prompt_key = true;
+    run(o, 5);
+  }
+  SECTION("default: no copy") {
+    KeyQueryPool::Options o;
+    o.top_k = 2;
+    o.prompt_mask_by_task = true;
+    run(o, 5);
+  }
+}
+
+TEST_CASE("KeyQueryPool: the all-pairs pull loss (CODA-Prompt repo's L2P++) equals a loop over pairs and chunks",
+          "[selector][l2p]") {
+  at::manual_seed(12);
+  auto o = KeyQueryPool::Options::l2p_plus_plus_coda_repo();
+  for (int64_t chunk : {int64_t{0}, int64_t{32}, int64_t{5}}) {
+    o.pull_loss_chunk = chunk;
+    KeyQueryPool pool(o, kDims);
+    for (int64_t B : {int64_t{1}, int64_t{7}, int64_t{70}, int64_t{128}}) {
+      auto q = at::randn({B, 16});
+      const auto sim = test::direct_cosine(q, pool.pool->keys);
+      const auto idx = test::direct_top_k(sim, 5);  // L2P++: per-sample top-5, no batch-wise vote
+      CHECK(test::to_rows(pool.select_indices(q, test::task_ctx(0, true))) == idx);
+      auto s = pool.select(q, test::task_ctx(0, true));
+      REQUIRE(s.aux_loss.defined());
+      const double want = test::direct_all_pairs_pull(sim, idx, static_cast<std::size_t>(chunk));
+      CHECK(s.aux_loss.item<double>() == Approx(want).epsilon(1e-5));
+    }
+  }
+  // chunk 32 at batch 128 is the sum of four whole-batch losses on consecutive quarters, as the
+  // four DataParallel replicas computed them (CODA-Prompt models/vit.py:186-192, learners/prompt.py:37).
+  o.pull_loss_chunk = 32;
+  KeyQueryPool chunked(o, kDims);
+  o.pull_loss_chunk = 0;
+  KeyQueryPool whole(o, kDims);
+  {
+    at::NoGradGuard no_grad;
+    whole.pool->keys.copy_(chunked.pool->keys);
+    whole.pool->prompts.copy_(chunked.pool->prompts);
+  }
+  auto q = at::randn({128, 16});
+  double replicas = 0;
+  for (int64_t r = 0; r < 4; ++r)
+    replicas += whole.select(q.narrow(0, 32 * r, 32), test::task_ctx(0, true)).aux_loss.item<double>();
+  CHECK(chunked.select(q, test::task_ctx(0, true)).aux_loss.item<double>() == Approx(replicas).epsilon(1e-6));
+  CHECK(whole.select(q, test::task_ctx(0, true)).aux_loss.item<double>() > 3 * replicas);  // not the same loss
+
+  // The gradient reaches the selected keys only (the query is a constant).
+  auto s = chunked.select(q, test::task_ctx(0, true));
+  s.aux_loss.backward();
+  std::set<int64_t> used;
+  for (const auto& row : test::to_rows(chunked.select_indices(q, test::task_ctx(0, true))))
+    used.insert(row.begin(), row.end());
+  auto g = chunked.pool->keys.grad();
+  for (int64_t m = 0; m < 30; ++m) CHECK((g[m].abs().sum().item<double>() > 0) == (used.count(m) == 1));
 }
 
 TEST_CASE("KeyQueryPool: shapes, state-dict names and the injected tokens", "[selector][l2p]") {

@@ -66,6 +66,39 @@ inline double direct_pull(const std::vector<std::vector<double>>& sim, const std
   return total / static_cast<double>(sim.size());
 }
 
+/// GT-RIPL/CODA-Prompt's L2P++ key loss, models/zoo.py:265-267, `(1.0 - cos_sim[:, k_idx]).sum()`
+/// written out: for each consecutive chunk of `chunk` samples (0: the whole batch; one chunk per
+/// DataParallel replica), sum over queries i of the chunk, samples j of the chunk and their
+/// selected keys idx[j][m] of 1 - cos(q_i, k_{idx[j][m]}); the chunks' sums added.
+inline double direct_all_pairs_pull(const std::vector<std::vector<double>>& sim,
+                                    const std::vector<std::vector<int64_t>>& idx, std::size_t chunk) {
+  const std::size_t B = sim.size(), step = chunk > 0 ? chunk : B;
+  double total = 0;
+  for (std::size_t begin = 0; begin < B; begin += step) {
+    const std::size_t end = std::min(B, begin + step);
+    for (std::size_t i = begin; i < end; ++i)
+      for (std::size_t j = begin; j < end; ++j)
+        for (auto id : idx[j]) total += 1.0 - sim[i][static_cast<std::size_t>(id)];
+  }
+  return total;
+}
+
+/// l2p-pytorch / dualprompt-pytorch engine.py:183-225 (shared_prompt_pool / shared_prompt_key)
+/// written out: `x[cur] = x[prev]` with prev = [(t-1) k, t k), cur = [t k, (t+1) k) along `dim`,
+/// element by element on a copy of `before`.
+inline at::Tensor direct_shared_copy(const at::Tensor& before, int64_t task, int64_t k, int64_t dim) {
+  auto x = before.detach().transpose(0, dim).to(at::kDouble).contiguous();
+  const int64_t R = x.size(0);
+  auto flat = x.view({R, -1});
+  auto out = flat.clone();
+  auto xa = flat.accessor<double, 2>();
+  auto oa = out.accessor<double, 2>();
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t e = 0; e < flat.size(1); ++e)
+      oa[r][e] = (task > 0 && r >= task * k && r < (task + 1) * k) ? xa[r - k][e] : xa[r][e];
+  return out.view(x.sizes()).transpose(0, dim).to(before.scalar_type());
+}
+
 inline std::vector<std::vector<int64_t>> to_rows(const at::Tensor& indices) {
   auto t = indices.to(at::kLong).contiguous();
   std::vector<std::vector<int64_t>> out;

@@ -13,6 +13,7 @@
 #include <string>
 
 #include <torch/nn/module.h>
+#include <torch/version.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
@@ -129,8 +130,14 @@ class Attention : public torch::nn::Module {
         v = at::cat({to_heads(vp), v}, 2);
       }
     }
+#if TORCH_VERSION_MAJOR >= 2
+    // The fused kernel (flash / memory-efficient attention on CUDA, a blocked one on the CPU):
+    // the same softmax(q kᵀ / √d) v without the [B, H, N, N] matrix in memory.
+    auto out = at::scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape({B, N, D});
+#else
     auto attn = at::matmul(q * (1.0 / std::sqrt(static_cast<double>(head_dim_))), k.transpose(-2, -1)).softmax(-1);
     auto out = at::matmul(attn, v).transpose(1, 2).reshape({B, N, D});
+#endif
     return proj->forward(out);
   }
 
@@ -225,6 +232,18 @@ class VisionTransformer : public torch::nn::Module {
     }
   }
 
+  /// Replaces the final norm by a fresh LayerNorm (weight 1, bias 0) with `eps`, registered under
+  /// the same name: SLCA's backbone trains a new nn.LayerNorm(768) (PyTorch's eps 1e-5) in place
+  /// of the pre-trained one (GengDavid/SLCA convs/vits.py:709-711).
+  void reset_final_norm(double eps) {
+    auto fresh = torch::nn::LayerNorm(torch::nn::LayerNormOptions({options_.embed_dim}).eps(eps));
+    for (const auto& p : norm->parameters()) {
+      fresh->to(p.device(), p.scalar_type());
+      break;
+    }
+    norm = replace_module("norm", fresh);
+  }
+
   /// The query of key-query methods: final-norm [CLS] of the un-prompted backbone, no grad.
   at::Tensor query(const at::Tensor& images) {
     at::NoGradGuard no_grad;
@@ -276,7 +295,7 @@ class VisionTransformer : public torch::nn::Module {
     if (images.dim() != 4 || images.size(1) != options_.in_channels || images.size(2) != options_.image_size ||
         images.size(3) != options_.image_size)
       throw ShapeError(fmt::format("VisionTransformer expects images [B, {}, {}, {}], got {}; set backbone.image_size or "
-                                   "the transform's resize/crop_size to match",
+                                   "transform.size to match",
                                    options_.in_channels, options_.image_size, options_.image_size, images.sizes()));
   }
   ViTOptions options_;

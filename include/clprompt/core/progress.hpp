@@ -39,6 +39,7 @@ class ProgressBar {
   }
 
   /// Clears the line (the caller prints the summary).
+  bool enabled() const { return enabled_; }
   void finish() {
     if (enabled_ && drawn_) {
       fmt::print(stderr, "\r\033[2K");

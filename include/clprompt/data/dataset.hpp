@@ -32,6 +32,9 @@ class Dataset {
   virtual std::vector<int64_t> labels() const;
   /// uint8 [B, C, H, W] with C = 1 or 3; every index must be in [0, size()).
   virtual at::Tensor images(const std::vector<int64_t>& indices) const = 0;
+  /// Each image as stored, uint8 [C, H, W] (sizes may differ: image files at their own size);
+  /// what the Loader hands the transforms. The default splits images().
+  virtual std::vector<at::Tensor> stored_images(const std::vector<int64_t>& indices) const;
   /// {C, H, W} of one image (the default decodes image 0).
   virtual std::array<int64_t, 3> image_shape() const;
   /// One name per class; the default is "0", "1", ...

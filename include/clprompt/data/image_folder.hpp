@@ -16,7 +16,9 @@ namespace clprompt {
 
 struct ImageFolderOptions {
   /// Every image is resized (bilinear) to decode_size x decode_size after decoding so batches
-  /// stack; 0 keeps the decoded size, and then every image must have the size of the first.
+  /// stack; 0 keeps the decoded size, and then every image must have the size of the first in a
+  /// batch of images() while the loader hands each image at its own size to the transforms (what
+  /// the references' RandomResizedCrop and shorter-side resize expect).
   int64_t decode_size = 224;
 
   static constexpr auto fields() {
@@ -42,6 +44,9 @@ class ImageFolderDataset final : public Dataset {
   /// Decodes the files in parallel (at::parallel_for); throws FileError naming an undecodable
   /// file, or with decode_size = 0 one whose size differs from the first image's.
   at::Tensor images(const std::vector<int64_t>& indices) const override;
+  /// With decode_size = 0 the files decoded in parallel at their own size (what the transforms
+  /// crop and resize); otherwise as images() resizes them.
+  std::vector<at::Tensor> stored_images(const std::vector<int64_t>& indices) const override;
   std::array<int64_t, 3> image_shape() const override { return {3, height_, width_}; }
   std::vector<std::string> class_names() const override { return class_names_; }
   std::string description() const override;
@@ -62,9 +67,6 @@ class ImageFolderDataset final : public Dataset {
 };
 
 namespace detail {
-
-/// Decodes an image file to uint8 [3, H, W]; throws FileError naming `path` if it cannot.
-at::Tensor decode_image(const std::string& path);
 
 /// Bilinear resize (align_corners = false, no antialiasing) of uint8 [C, H, W] or [B, C, H, W].
 at::Tensor resize_u8(const at::Tensor& images, int64_t height, int64_t width);

@@ -36,6 +36,11 @@ struct LoaderOptions {
   /// augmentations; false: the subset's order, no augmentation (evaluation, statistics).
   bool training = false;
   uint64_t seed = 0;  ///< of the shuffle and augmentation streams
+  /// Leave out the last batch of an epoch when it is partial (torch DataLoader drop_last;
+  /// CODA-Prompt's training loader, trainer.py:185).
+  bool drop_last = false;
+  /// Batches in page-locked memory, so that copies to a GPU do not wait (the worker thread pins).
+  bool pin_memory = false;
 };
 
 class Loader {
@@ -51,8 +56,8 @@ class Loader {
 
   /// Number of samples.
   int64_t size() const { return static_cast<int64_t>(indices_.size()); }
-  /// Number of batches per epoch; the last may be partial.
-  int64_t num_batches() const { return (size() + batch_size_ - 1) / batch_size_; }
+  /// Number of batches per epoch; the last may be partial unless drop_last.
+  int64_t num_batches() const { return drop_last_ ? size() / batch_size_ : (size() + batch_size_ - 1) / batch_size_; }
   int64_t batch_size() const { return batch_size_; }
   bool train() const { return train_; }
 
@@ -73,6 +78,8 @@ class Loader {
   Transform transform_;
   int64_t batch_size_;
   bool train_;
+  bool drop_last_ = false;
+  bool pin_memory_ = false;
   uint64_t shuffle_seed_;
 };
 

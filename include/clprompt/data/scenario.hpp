@@ -1,8 +1,19 @@
 #pragma once
-// The class-incremental split: classes are put in one order (numpy's permutation of the seed,
-// as the reference implementations do, or an explicit order), cut into tasks, and relabelled
-// so that class i of the order gets incremental label i; task t owns labels
-// [class_begin, class_end). One seed fixes the order and the per-class subsamples.
+// The class-incremental split: classes are put in one order (the rule of a reference
+// implementation, or an explicit order), cut into tasks, and relabelled so that class i of the
+// order gets incremental label i; task t owns labels [class_begin, class_end). One seed fixes the
+// order and the per-class subsamples.
+//
+// Class-order rules (ClassOrderRule), as the references order classes:
+//   natural            0, 1, ..., n-1 (l2p-pytorch and dualprompt-pytorch: --shuffle False;
+//                      CODA-Prompt's trial 0)
+//   numpy              order = numpy.random.RandomState(s).permutation(n): label i is class
+//                      order[i] (SLCA utils/data_manager.py:122-129, seeds 1993, 1996, 1997)
+//   numpy_inverse      the same permutation read the other way: class c gets label order[c]
+//                      (mammoth datasets/utils/continual_dataset.py:229-232)
+//   python_shuffle     random.seed(s); order = list(range(n)); random.shuffle(order): label i is
+//                      class order[i] (CODA-Prompt trainer.py:59-68 for trials s > 0)
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -14,10 +25,21 @@
 
 namespace clprompt {
 
+enum class ClassOrderRule { natural, numpy, numpy_inverse, python_shuffle };
+constexpr auto enum_names(ClassOrderRule) {
+  return std::array{std::pair{ClassOrderRule::natural, "natural"}, std::pair{ClassOrderRule::numpy, "numpy"},
+                    std::pair{ClassOrderRule::numpy_inverse, "numpy_inverse"},
+                    std::pair{ClassOrderRule::python_shuffle, "python_shuffle"}};
+}
+
 struct ScenarioOptions {
   int64_t num_tasks = 5;
   int64_t initial_classes = 0;        ///< classes of the first task; 0 = all tasks equal
-  bool shuffle_classes = true;        ///< order = numpy_permutation(num_classes, seed)
+  /// > 0: tasks of this many classes and the remainder in the last task (SLCA's rule: Cars-196
+  /// is 9 x 20 + 16); 0: num_tasks equal tasks.
+  int64_t classes_per_task = 0;
+  ClassOrderRule order = ClassOrderRule::numpy;  ///< see the file comment
+  int64_t order_seed = -1;            ///< the seed of the order rule; -1: the run's seed
   std::vector<int64_t> class_order{};  ///< an explicit order (original class ids) overrides
   int64_t train_per_class = 0;        ///< 0 = all; else a seeded subsample per class
   int64_t test_per_class = 0;
@@ -28,7 +50,8 @@ struct ScenarioOptions {
   static constexpr auto fields() {
     return std::tuple{field("num_tasks", &ScenarioOptions::num_tasks),
                       field("initial_classes", &ScenarioOptions::initial_classes),
-                      field("shuffle_classes", &ScenarioOptions::shuffle_classes),
+                      field("classes_per_task", &ScenarioOptions::classes_per_task),
+                      field("order", &ScenarioOptions::order), field("order_seed", &ScenarioOptions::order_seed),
                       field("class_order", &ScenarioOptions::class_order),
                       field("train_per_class", &ScenarioOptions::train_per_class),
                       field("test_per_class", &ScenarioOptions::test_per_class),
@@ -57,7 +80,7 @@ class Scenario {
   /// Throws ConfigError (fields named under `options_path`) when the options do not fit the
   /// datasets, e.g. classes that do not split into equal tasks or a class_order that is not a
   /// permutation; ShapeError when train and test disagree on the number of classes.
-  /// With shuffle_classes the seed must be below 2^32, as numpy requires.
+  /// With the numpy rules the order seed must be below 2^32, as numpy requires.
   Scenario(std::shared_ptr<const Dataset> train, std::shared_ptr<const Dataset> test,
            const ScenarioOptions& options, uint64_t seed, const std::string& options_path = "");
 

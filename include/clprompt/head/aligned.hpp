@@ -30,6 +30,7 @@
 
 #include "clprompt/backbone/concepts.hpp"
 #include "clprompt/core/error.hpp"
+#include "clprompt/core/nvtx.hpp"
 #include "clprompt/core/options.hpp"
 #include "clprompt/head/concepts.hpp"
 #include "clprompt/head/decorator.hpp"
@@ -126,6 +127,7 @@ class Aligned : public HeadDecorator<Head> {
   /// Re-trains the classifier on features sampled from the statistics of every seen class.
   /// Returns the mean loss of each epoch.
   std::vector<double> align(const TaskContext& task_ctx) {
+    NvtxRange range("classifier alignment");
     TaskContext ctx = task_ctx.for_evaluation();  // all seen classes, no task identity
     const int64_t classes = ctx.classes_seen();
     auto params = this->inner().parameters();

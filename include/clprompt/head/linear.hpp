@@ -19,10 +19,15 @@ namespace clprompt {
 struct LinearHeadOptions {
   bool mask_other_tasks = true;  ///< train-time logit masking of classes outside the current task
   bool bias = true;
+  /// Earlier tasks' classifiers stop training when a new task begins (requires_grad off, so the
+  /// optimiser neither updates nor decays them): SLCA's fc.update(freeze_old=True)
+  /// (convs/linears.py:72-91, models/slca.py:155). Classifier alignment still trains them all.
+  bool freeze_past_tasks = false;
 
   static constexpr auto fields() {
     return std::tuple{field("mask_other_tasks", &LinearHeadOptions::mask_other_tasks),
-                      field("bias", &LinearHeadOptions::bias)};
+                      field("bias", &LinearHeadOptions::bias),
+                      field("freeze_past_tasks", &LinearHeadOptions::freeze_past_tasks)};
   }
 };
 
@@ -62,6 +67,9 @@ class LinearHead : public torch::nn::Module {
       const int64_t classes = ctx.task_class_ends.at(static_cast<std::size_t>(t)) - ctx.class_begin_of(t);
       heads->push_back(torch::nn::Linear(torch::nn::LinearOptions(dim_, classes).bias(options_.bias)));
     }
+    if (options_.freeze_past_tasks)
+      for (int64_t t = 0; t < ctx.task; ++t)
+        for (auto& p : heads[static_cast<size_t>(t)]->parameters()) p.set_requires_grad(false);
   }
 
   int64_t num_classes() const {

@@ -23,14 +23,19 @@ struct SLCAHeadOptions {
   /// i.e. over the current task's classes only (previous tasks' logits are left out): masking.
   bool mask_other_tasks = true;
   bool bias = true;
+  bool freeze_past_tasks = false;  ///< see LinearHeadOptions (SLCA itself: true)
   LogitNormOptions logit_norm;
   AlignmentOptions alignment;
 
-  LinearHeadOptions linear() const { return {.mask_other_tasks = mask_other_tasks, .bias = bias}; }
+  LinearHeadOptions linear() const {
+    return {.mask_other_tasks = mask_other_tasks, .bias = bias, .freeze_past_tasks = freeze_past_tasks};
+  }
 
   static constexpr auto fields() {
     return std::tuple{field("mask_other_tasks", &SLCAHeadOptions::mask_other_tasks),
-                      field("bias", &SLCAHeadOptions::bias), field("logit_norm", &SLCAHeadOptions::logit_norm),
+                      field("bias", &SLCAHeadOptions::bias),
+                      field("freeze_past_tasks", &SLCAHeadOptions::freeze_past_tasks),
+                      field("logit_norm", &SLCAHeadOptions::logit_norm),
                       field("alignment", &SLCAHeadOptions::alignment)};
   }
 };

@@ -6,6 +6,7 @@
 // Tensors are little-endian, row-major and contiguous; together they cover the buffer exactly.
 #include <map>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -25,6 +26,14 @@ struct SafetensorsContents {
 /// into that one buffer (clone() one to keep it without keeping the rest alive), the others
 /// are copies. Supported dtypes: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL.
 SafetensorsContents read_safetensors(const std::string& path);
+
+/// The shapes (by name) and metadata of a .safetensors file, from its header alone (the data
+/// is not read), with the same checks of the header as read_safetensors.
+struct SafetensorsHeader {
+  std::map<std::string, std::vector<int64_t>> shapes;
+  Metadata metadata;
+};
+SafetensorsHeader read_safetensors_header(const std::string& path);
 
 /// Writes `tensors` (made contiguous on the CPU) atomically, header padded with spaces to a
 /// multiple of 8 bytes as the reference writer does, data laid out in name order.

@@ -13,11 +13,13 @@
 #include <fmt/format.h>
 
 #include "clprompt/core/error.hpp"
+#include "clprompt/core/nvtx.hpp"
 #include "clprompt/data/loader.hpp"
 #include "clprompt/data/scenario.hpp"
 #include "clprompt/data/transforms.hpp"
 #include "clprompt/head/concepts.hpp"
 #include "clprompt/optim/parameter_groups.hpp"
+#include "clprompt/optim/precision.hpp"
 #include "clprompt/optim/trainer.hpp"
 #include "clprompt/core/progress.hpp"
 #include "clprompt/learn/results.hpp"
@@ -92,16 +94,24 @@ class Learner {
 
   /// Accuracy (%) on test indices of the scenario, without task identity; adds the counts.
   double evaluate(const std::vector<int64_t>& indices, int64_t& correct_out, int64_t& total_out) {
+    NvtxRange range("evaluation");
     model_.eval();
     Transform transform(transform_);
     Loader loader(scenario_.test_set(), indices, scenario_.label_map(), transform,
-                  {.batch_size = train_.eval_batch_size, .training = false, .seed = seed_});
-    int64_t correct = 0, total = 0;
+                  {.batch_size = train_.eval_batch_size, .training = false, .seed = seed_, .pin_memory = device_.is_cuda()});
+    // Counted on the device; one synchronisation per evaluated task, not per batch.
+    auto correct_on_device = at::zeros({}, at::TensorOptions(at::kLong).device(device_));
+    int64_t total = 0;
     for (const Batch& batch : loader.epoch(0)) {
-      auto predicted = model_.predict(batch.images.to(device_));
-      correct += predicted.eq(batch.labels.to(device_)).sum().template item<int64_t>();
+      at::Tensor predicted;
+      {
+        AutocastScope autocast(train_.precision, device_);
+        predicted = model_.predict(to_device(batch.images));
+      }
+      correct_on_device += predicted.eq(to_device(batch.labels)).sum();
       total += batch.labels.size(0);
     }
+    const int64_t correct = correct_on_device.template item<int64_t>();
     correct_out += correct;
     total_out += total;
     return total > 0 ? 100.0 * static_cast<double>(correct) / static_cast<double>(total) : 0.0;
@@ -118,7 +128,10 @@ class Learner {
     Loader loader(scenario_.train_set(), task.train_indices, scenario_.label_map(), transform,
                   {.batch_size = train_.batch_size,
                    .training = true,
-                   .seed = seed_ * 1000003ULL + static_cast<uint64_t>(ctx.task) + 1});
+                   .seed = seed_ * 1000003ULL + static_cast<uint64_t>(ctx.task) + 1,
+                   .drop_last = train_.drop_last,
+                   .pin_memory = device_.is_cuda()});
+    trainer.set_precision(train_.precision);
     const auto start = Clock::now();
     for (int64_t epoch = 0; epoch < train_.epochs; ++epoch) {
       trainer.begin_epoch(epoch, train_.epochs, fmt::format("task {}, epoch {}", ctx.task, epoch));
@@ -126,10 +139,16 @@ class Learner {
       ProgressBar bar(fmt::format("task {}/{} epoch {}/{}", ctx.task + 1, ctx.num_tasks, epoch + 1, train_.epochs),
                       loader.size(), hooks.progress_bar && ::isatty(::fileno(stderr)) == 1);
       for (const Batch& batch : loader.epoch(epoch)) {
-        auto output = model_.forward(batch.images.to(device_), ctx);
-        trainer.step(model_.loss(output, batch.labels.to(device_), ctx));
+        at::Tensor loss;
+        {
+          AutocastScope autocast(train_.precision, device_);
+          auto output = model_.forward(to_device(batch.images), ctx);
+          loss = model_.loss(output, to_device(batch.labels), ctx);
+        }
+        trainer.step(loss);
         record.train_images += batch.labels.size(0);
-        bar.advance(batch.labels.size(0), fmt::format("loss {:.4f}", trainer.epoch_loss()));
+        // The running loss only when it is drawn: reading it waits for the device.
+        bar.advance(batch.labels.size(0), bar.enabled() ? fmt::format("loss {:.4f}", trainer.epoch_loss()) : "");
       }
       bar.finish();
       record.epoch_loss.push_back(trainer.epoch_loss());
@@ -159,8 +178,16 @@ class Learner {
       model_.eval();
       Transform transform(transform_);
       Loader loader(scenario_.train_set(), task.train_indices, scenario_.label_map(), transform,
-                    {.batch_size = train_.eval_batch_size, .training = false, .seed = seed_});
-      for (const Batch& batch : loader.epoch(0)) visit(encode(batch.images.to(device_)), batch.labels.to(device_));
+                    {.batch_size = train_.eval_batch_size, .training = false, .seed = seed_,
+                     .pin_memory = device_.is_cuda()});
+      for (const Batch& batch : loader.epoch(0)) {
+        at::Tensor encoded;
+        {
+          AutocastScope autocast(train_.precision, device_);
+          encoded = encode(to_device(batch.images));
+        }
+        visit(encoded, to_device(batch.labels));
+      }
     };
   }
 
@@ -174,6 +201,9 @@ class Learner {
     record.accuracy_seen_samples = total > 0 ? 100.0 * static_cast<double>(correct) / static_cast<double>(total) : 0.0;
     results.accuracy.push_back(std::move(row));
   }
+
+  /// Host batches to the model's device, without waiting when they come from pinned memory.
+  at::Tensor to_device(const at::Tensor& t) const { return t.to(device_, /*non_blocking=*/true); }
 
   Model& model_;
   const Scenario& scenario_;

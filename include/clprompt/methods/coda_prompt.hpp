@@ -13,6 +13,7 @@
 
 #include "clprompt/backbone/vit.hpp"
 #include "clprompt/head/linear.hpp"
+#include "clprompt/data/transforms.hpp"
 #include "clprompt/learn/learner.hpp"
 #include "clprompt/methods/method.hpp"
 #include "clprompt/methods/registry.hpp"
@@ -26,16 +27,52 @@ template <class Head = LinearHead>
 using CodaPromptModel = ContinualModel<VisionTransformer, AttentionDecomposed, Head>;
 using CodaPrompt = CodaPromptModel<>;
 
-/// The CODA-Prompt repository's Split CIFAR-100 recipe (configs/cifar-100_prompt.yaml): Adam,
-/// lr 0.001, cosine schedule, batch 128, 20 epochs per task (ImageNet-R: 50).
+/// The CODA-Prompt repository's Split CIFAR-100 recipe (GT-RIPL/CODA-Prompt
+/// configs/cifar-100_prompt.yaml:4-11): Adam (0.9, 0.999), lr 0.001 not scaled with the batch,
+/// batch 128, 20 epochs per task, its CosineSchedule as learners/default.py:92-95 steps it
+/// (ScheduleKind::coda_cosine), the training loader with drop_last (trainer.py:185).
 inline TrainOptions coda_prompt_train_options() {
   TrainOptions t;
   t.optim.optimizer = OptimizerKind::adam;
   t.batch_size = 128;
   t.optim.lr = 1e-3;
   t.epochs = 20;
-  t.schedule.schedule = ScheduleKind::cosine;
+  t.schedule.schedule = ScheduleKind::coda_cosine;
+  t.drop_last = true;
   return t;
+}
+
+/// The CODA-Prompt repository's input pipeline (dataloaders/utils.py:28-65): RandomResizedCrop(224)
+/// (torchvision's default scale (0.08, 1), bilinear) and flip; at test on CIFAR Resize(224) (32 px
+/// up to 224), on ImageNet-R Resize(256) + CenterCrop(224); no normalisation (Normalize(0, 1)).
+inline TransformOptions coda_repo_transform(bool cifar) {
+  TransformOptions t = TransformOptions::scaled_reference(224);
+  t.test_resize = cifar ? 224 : 256;
+  t.mean = {};
+  t.std = {};
+  return t;
+}
+
+/// What every run of the CODA-Prompt repository shares on `benchmark` (its CODA-P, L2P++ and
+/// DualPrompt learners differ only in the prompt module): the recipe above with 20 (CIFAR-100)
+/// or 50 (ImageNet-R) epochs, its transforms, ImageNet-R as its split files, one trial (REPEAT=1,
+/// seed 0: the natural class order, trainer.py:59-68) and timm 0.4.12's default ViT-B/16.
+/// False for a benchmark the repository does not run.
+template <class Options>
+bool coda_repo_protocol(std::string_view benchmark, Preset<Options>& p) {
+  const bool cifar = benchmark == "split-cifar100";
+  if (!cifar && benchmark.rfind("split-imagenet-r", 0) != 0) return false;
+  p.train = coda_prompt_train_options();
+  p.train.epochs = cifar ? 20 : 50;  // configs/cifar-100_prompt.yaml:4-5, imnet-r_prompt*.yaml:4-5
+  p.train.eval_batch_size = 128;     // trainer.py:198
+  p.transform = coda_repo_transform(cifar);
+  if (!cifar) p.data.imagenet_r.split = ImageNetRSplit::split_lists;  // dataloaders/dataloader.py:303-316
+  p.trials = {{.seed = 0, .order = ClassOrderRule::natural, .order_seed = 0}};  // experiments/*.sh REPEAT=1
+  p.weights = "vit_base_patch16_224.augreg_in21k_ft_in1k";  // models/zoo.py:368-371 with timm==0.4.12
+  p.sources = {"GT-RIPL/CODA-Prompt:configs/cifar-100_prompt.yaml:2-11", "configs/imnet-r_prompt*.yaml:2-11",
+               "learners/default.py:92-95", "utils/schedulers.py:19-57", "dataloaders/utils.py:28-65",
+               "trainer.py:59-68,185,198", "experiments/*.sh:13", "requirements.txt:1"};
+  return true;
 }
 
 template <class Head>
@@ -70,6 +107,16 @@ struct CodaPromptMethod {
   template <class Head>
   static auto make(const Options& options, std::shared_ptr<Head> head, const MethodContext& ctx) {
     return make_coda_prompt(ctx.backbone, options.selector, std::move(head));
+  }
+  static TransformOptions transform() { return coda_repo_transform(/*cifar=*/true); }
+  /// The CODA-Prompt repository's runs (experiments/cifar-100.sh, imagenet-r*.sh): pool 100 of
+  /// length 8 at layers 0-4 shared out over the benchmark's tasks, ortho weight 0.
+  static bool preset(std::string_view benchmark, Preset<Options>& p) {
+    if (!coda_repo_protocol(benchmark, p)) return false;
+    p.options.selector.num_tasks = p.scenario.num_tasks;  // prompt_param 100 8 0.0: models/zoo.py:99
+    p.options.selector.gram_schmidt = GramSchmidtInit::reference;  // models/zoo.py:51-131
+    p.sources.push_back("experiments/cifar-100.sh:27-52 (prompt_param 100 8 0.0)");
+    return true;
   }
   /// CODA-Prompt, and CODA-Prompt with SLCA's classifier alignment.
   static std::vector<ReportedRun> reported_runs() {

@@ -25,6 +25,13 @@
 //     // number of tasks), and checks that need it, before any work starts
 //     static void adapt(Options& o, const clprompt::MethodSetting& setting);
 //     static void check(const Options& o, const std::string& path, const clprompt::MethodSetting& setting);
+//     // optional: the reference's input pipeline at 224 px (scaled for the embedded default);
+//     // default: RandomResizedCrop + flip, Resize(256) + CenterCrop(224), ImageNet normalisation
+//     static clprompt::TransformOptions transform();
+//     // optional: the published protocol on a benchmark (`clprompt run --benchmark NAME`): edit
+//     // the preset (pre-filled with recipe(), transform() and the benchmark's data); false = no
+//     // published recipe for that benchmark
+//     static bool preset(std::string_view benchmark, clprompt::Preset<Options>& preset);
 //   };
 // A method whose model type depends on its options (STAR-Prompt: CLIP or the fallback source)
 // provides, instead of make(), `with_model(options, head, ctx, continuation)` that calls
@@ -39,6 +46,8 @@
 #include "clprompt/backbone/concepts.hpp"
 #include "clprompt/backbone/vit.hpp"
 #include "clprompt/core/options.hpp"
+#include "clprompt/data/data_options.hpp"
+#include "clprompt/data/scenario.hpp"
 #include "clprompt/data/transforms.hpp"
 #include "clprompt/learn/results.hpp"
 #include "clprompt/methods/head_kinds.hpp"
@@ -64,6 +73,36 @@ struct MethodSetting {
   BackboneDims dims;
   int64_t num_tasks = 0;
   TrainOptions train;
+};
+
+/// One run of a protocol's trials: the seed of initialisation and data order, and the class order.
+struct Trial {
+  int64_t seed = 1993;
+  ClassOrderRule order = ClassOrderRule::numpy;
+  int64_t order_seed = -1;  ///< -1: the trial's seed
+
+  static constexpr auto fields() {
+    return std::tuple{field("seed", &Trial::seed), field("order", &Trial::order), field("order_seed", &Trial::order_seed)};
+  }
+  bool operator==(const Trial&) const = default;
+};
+
+/// A method's published protocol on one benchmark: everything `clprompt run --benchmark B
+/// --method M` sets. The registry pre-fills it (the benchmark's data and scenario, the method's
+/// recipe(), transform() and default options); the method's preset() edits what its reference
+/// does differently there and cites the files.
+template <class Options>
+struct Preset {
+  DataOptions data;
+  ScenarioOptions scenario;
+  TransformOptions transform;
+  TrainOptions train;
+  Options options;
+  Json head_options = Json::object();  ///< merged over the default head's options
+  std::vector<Trial> trials;           ///< the runs the reference averages
+  std::string weights;                 ///< the pre-trained ViT the reference loads (current timm name)
+  std::string reported;                ///< the reference's published result, e.g. "83.83 (paper)"
+  std::vector<std::string> sources;    ///< `repo:path:line` of the values
 };
 
 /// One run of a method that the results table reports (`clprompt methods --json`).
@@ -106,6 +145,14 @@ concept MethodAdapts = requires(typename M::Options& o, const MethodSetting& set
 template <class M>
 concept MethodChecks = requires(const typename M::Options& o, const std::string& path, const MethodSetting& setting) {
   M::check(o, path, setting);
+};
+template <class M>
+concept MethodHasTransform = requires {
+  { M::transform() } -> std::same_as<TransformOptions>;
+};
+template <class M>
+concept MethodHasPresets = requires(Preset<typename M::Options>& p) {
+  { M::preset(std::string_view{}, p) } -> std::same_as<bool>;
 };
 template <class M>
 concept MethodHasReportedRuns = requires {

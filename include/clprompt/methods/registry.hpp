@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,10 +46,28 @@ struct MethodRun {
   Metadata checkpoint_metadata;
 };
 
+/// A preset with the method's types erased (MethodEntry::preset).
+struct ResolvedPreset {
+  DataOptions data;
+  ScenarioOptions scenario;
+  TransformOptions transform;
+  TrainOptions train;
+  Json options = Json::object();
+  Json head_options = Json::object();  ///< the default head's options with the preset's changes
+  std::vector<Trial> trials;
+  std::string weights, reported;
+  std::vector<std::string> sources;
+};
+
+/// The default input pipeline of a method without transform(): torchvision's RandomResizedCrop
+/// and flip for training, Resize(256) + CenterCrop(224) for evaluation, ImageNet statistics.
+inline TransformOptions default_reference_transform() { return TransformOptions::scaled_reference(224); }
+
 /// A registered method with its types erased.
 struct MethodEntry {
   std::string name, label, description, default_head;
   TrainOptions recipe;
+  TransformOptions transform;  ///< the reference's input pipeline at 224 px
   bool lr_scales_with_batch = false;
   std::vector<ReportedRun> reported_runs;
   /// method_options with every default for a setting (typed Options written out, adapt() applied).
@@ -64,6 +83,9 @@ struct MethodEntry {
   /// The name results are reported under: the method's (or its run_name(options)), plus the head
   /// kind's suffix when the head is not the method's default ("coda-prompt+align").
   std::function<std::string(const Json& options, const std::string& head)> run_name;
+  /// The published protocol on `benchmark`, starting from `base` (the benchmark's data and
+  /// scenario); nullopt when the method has no recipe for it.
+  std::function<std::optional<ResolvedPreset>(const std::string& benchmark, const ResolvedPreset& base)> preset;
   /// Builds the model and trains and evaluates it task by task.
   std::function<Results(MethodRun& run)> run;
 };
@@ -148,6 +170,8 @@ void MethodRegistry::add() {
   e.description = std::string(M::description);
   e.default_head = std::string(M::default_head);
   e.recipe = M::recipe();
+  if constexpr (detail::MethodHasTransform<M>) e.transform = M::transform();
+  else e.transform = default_reference_transform();
   e.lr_scales_with_batch = M::lr_scales_with_batch;
   if constexpr (detail::MethodHasReportedRuns<M>) e.reported_runs = M::reported_runs();
   else e.reported_runs = {{e.name, e.label, {}}};
@@ -186,6 +210,32 @@ void MethodRegistry::add() {
         if (Kind::name == head) suffix = std::string(Kind::run_suffix);
       });
     return base + suffix;
+  };
+  e.preset = [transform = e.transform](const std::string& benchmark,
+                                       const ResolvedPreset& base) -> std::optional<ResolvedPreset> {
+    if constexpr (!detail::MethodHasPresets<M>) {
+      return std::nullopt;
+    } else {
+      Preset<Options> p;
+      p.data = base.data;
+      p.scenario = base.scenario;
+      p.transform = transform;
+      p.train = M::recipe();
+      p.trials = base.trials;
+      if (!M::preset(benchmark, p)) return std::nullopt;
+      ResolvedPreset out;
+      out.data = p.data;
+      out.scenario = p.scenario;
+      out.transform = p.transform;
+      out.train = p.train;
+      out.options = write_options(p.options);
+      out.head_options = p.head_options;
+      out.trials = p.trials;
+      out.weights = p.weights;
+      out.reported = p.reported;
+      out.sources = p.sources;
+      return out;
+    }
   };
   e.run = [](MethodRun& run) -> Results {
     const auto options = options_from_json<Options>(run.options, "method_options");

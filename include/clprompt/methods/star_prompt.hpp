@@ -26,6 +26,7 @@
 #include "clprompt/clip/clip_model.hpp"
 #include "clprompt/backbone/vit.hpp"
 #include "clprompt/clip/clip_loader.hpp"
+#include "clprompt/data/transforms.hpp"
 #include "clprompt/head/slca_head.hpp"
 #include "clprompt/learn/learner.hpp"
 #include "clprompt/methods/method.hpp"
@@ -110,6 +111,16 @@ std::shared_ptr<STARPromptFallbackModel<Head>> make_star_prompt_fallback(std::sh
       std::move(head), roles);
 }
 
+/// mammoth's seq-cifar100-224 input pipeline (datasets/seq_cifar100_224.py:45-57): RandomResizedCrop(224,
+/// bicubic) and flip; at test Resize(224, bicubic) (32 px up to 224); ImageNet statistics.
+inline TransformOptions star_prompt_transform() {
+  TransformOptions t = TransformOptions::scaled_reference(224);
+  t.train_interpolation = Interpolation::bicubic;
+  t.test_interpolation = Interpolation::bicubic;
+  t.test_resize = 224;
+  return t;
+}
+
 /// STAR-Prompt with CLIP: `class_names[label]` names each incremental label (Scenario::class_names()).
 inline std::shared_ptr<STARPrompt> make_star_prompt(std::shared_ptr<VisionTransformer> backbone,
                                                     std::shared_ptr<ClipModel> clip, ClipTokenizer tokenizer,
@@ -150,7 +161,52 @@ struct STARPromptMethod {
     }
   };
   static TrainOptions recipe() { return star_prompt_train_options(); }
+  static TransformOptions transform() { return star_prompt_transform(); }
   static constexpr bool lr_scales_with_batch = false;
+  /// mammoth's best settings per benchmark (docs/how_to_run/starprompt.rst:49-102): three trials
+  /// with seeds 1993, 1996, 1997 and mammoth's class permutation; both levels' epochs, λ's and
+  /// replay settings per benchmark; ImageNet-R at batch 16 for 5 epochs with mean 0 / std 1 and
+  /// CODA-Prompt's split; CUB resized to 300 and cropped; ViT-B/16 augreg2 in21k-ft-in1k.
+  static bool preset(std::string_view benchmark, Preset<Options>& p) {
+    const bool cifar = benchmark == "split-cifar100", imagenet_r = benchmark == "split-imagenet-r";
+    const bool cub = benchmark == "split-cub200", cars = benchmark == "split-cars196";
+    if (!cifar && !imagenet_r && !cub && !cars) return false;
+    p.trials = {{.seed = 1993, .order = ClassOrderRule::numpy_inverse, .order_seed = 1993},
+                {.seed = 1996, .order = ClassOrderRule::numpy_inverse, .order_seed = 1996},
+                {.seed = 1997, .order = ClassOrderRule::numpy_inverse, .order_seed = 1997}};
+    p.weights = "vit_base_patch16_224.augreg2_in21k_ft_in1k";  // backbone/vit.py:670-703 with timm==0.9.8
+    p.sources = {"aimagelab/mammoth:docs/how_to_run/starprompt.rst:24-102", "models/starprompt.py:24-176",
+                 "models/star_prompt_utils/end_to_end_model.py:145-292", "datasets/seq_cifar100_224.py:41-57,113-119",
+                 "datasets/seq_imagenet_r.py:71-132", "datasets/seq_cub200.py:170-183", "datasets/seq_cars196.py:237-248",
+                 "datasets/utils/continual_dataset.py:228-232"};
+    auto& o = p.options;
+    o.source.epochs = cifar || imagenet_r ? 20 : 50;  // --first_stage_epochs
+    p.train.epochs = cifar ? 20 : imagenet_r ? 5 : 50;  // --n_epochs
+    o.selector.ortho_weight = cifar ? 2.0 : cub ? 30.0 : 10.0;  // --lambda_ortho_second_stage
+    o.source.ortho_weight = cifar ? 10.0 : 30.0;                // --lambda_ortho_first_stage
+    if (cub) o.source.replay_epochs = 50;                       // --num_epochs_gr_first_stage
+    if (cars) o.source.replay_lr = 0.01;                        // --learning_rate_gr_first_stage
+    if (cub || cars) p.head_options = {{"alignment", {{"lr", 0.01}}}};  // --learning_rate_gr_second_stage
+    if (imagenet_r) {
+      p.train.batch_size = 16;  // starprompt.rst:90-92
+      p.data.imagenet_r.split = ImageNetRSplit::split_lists;  // seq_imagenet_r.py:71-78: CODA-Prompt's split files
+      p.transform.test_resize = 256;
+      p.transform.test_resize_square = true;  // Resize((256, 256)) + CenterCrop(224): seq_imagenet_r.py:128-132
+      p.transform.mean = {};                  // mean 0 / std 1: seq_imagenet_r.py:119
+      p.transform.std = {};
+    } else if (cub) {
+      p.transform.train_resize = 300;  // Resize((300, 300)) -> RandomCrop(224) -> flip: seq_cub200.py:174-179
+      p.transform.train_crop = TrainCrop::random;
+      p.transform.test_resize = 256;
+    } else if (cars) {
+      // Images stored as Resize(224) + CenterCrop(224), then only flipped (seq_cars196.py:71-74,243-248).
+      p.transform.train_crop = TrainCrop::none;
+      p.transform.test_resize = 224;
+      p.transform.mean = {};
+      p.transform.std = {};
+    }
+    return true;
+  }
   static void configure_head(SLCAHeadOptions& head) { head = star_prompt_head_options(); }
   /// Both levels get the same epochs (the reference's first_stage_epochs defaults to n_epochs).
   static void adapt(Options& options, const MethodSetting& setting) { options.source.epochs = setting.train.epochs; }

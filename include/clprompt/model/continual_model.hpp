@@ -21,6 +21,7 @@
 
 #include "clprompt/backbone/concepts.hpp"
 #include "clprompt/core/error.hpp"
+#include "clprompt/core/nvtx.hpp"
 #include "clprompt/head/concepts.hpp"
 #include "clprompt/io/safetensors.hpp"
 #include "clprompt/io/state_dict.hpp"
@@ -122,6 +123,7 @@ class ContinualModel : public torch::nn::Module {
   /// The query for the selector, from where S::query_source says: the selector's own encoder,
   /// the frozen backbone's [B, D] feature, or [B, 0] when it needs none.
   at::Tensor query(const at::Tensor& images) {
+    NvtxRange range("query");
     if constexpr (S::query_source == QuerySource::own) {
       at::NoGradGuard no_grad;
       return selector_->query(images);
@@ -134,9 +136,21 @@ class ContinualModel : public torch::nn::Module {
 
   /// One forward pass under `ctx` (ctx.training selects task-identity-aware behaviour).
   ModelOutput forward(const at::Tensor& images, const TaskContext& ctx) {
-    auto selection = selector_->select(query(images), ctx);
-    auto features = backbone_->forward(images, selection.prompts);
-    auto logits = head_->logits(features, ctx);
+    const auto q = query(images);
+    Selection selection;
+    {
+      NvtxRange range("selection");
+      selection = selector_->select(q, ctx);
+    }
+    at::Tensor features, logits;
+    {
+      NvtxRange range("backbone");
+      features = backbone_->forward(images, selection.prompts);
+    }
+    {
+      NvtxRange range("head");
+      logits = head_->logits(features, ctx);
+    }
     return {std::move(logits), std::move(features), std::move(selection.aux_loss)};
   }
 

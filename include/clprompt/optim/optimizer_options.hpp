@@ -3,6 +3,7 @@
 // (OptimizerOptions) and the per-epoch learning-rate schedule (ScheduleOptions). The Learner's
 // TrainOptions, SLCA's classifier alignment and STAR-Prompt's first level hold them as inline
 // field groups, so their JSON stays flat: train.lr, method_options.head.alignment.lr, ...
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -47,15 +48,23 @@ struct OptimizerOptions {
   }
 };
 
-/// constant; cosine: 0.5 (1 + cos(π e / E)) (torch CosineAnnealingLR stepped per epoch);
-/// multistep: × gamma at each milestone (MultiStepLR); quarter_cosine: cos(99π e / (200 (E − 1))),
-/// the CosineSchedule of the CODA-Prompt repository and of mammoth (STAR-Prompt), which ends at
-/// cos(0.495 π) ≈ 0.016 on the last epoch.
-enum class ScheduleKind { constant, cosine, multistep, quarter_cosine };
+/// The learning-rate factor of epoch e of E (0-based), as each reference steps its scheduler:
+///   constant
+///   cosine          0.5 (1 + cos(π e / E)): torch CosineAnnealingLR(T_max = E) stepped per epoch
+///                   (SLCA's classifier alignment, models/slca.py:252)
+///   multistep       gamma^(number of milestones <= e): MultiStepLR (SLCA, exps/slca/*.json)
+///   quarter_cosine  cos(99π e / (200 (E − 1))): mammoth's CosineSchedule (utils/schedulers.py:38-54),
+///                   stepped at the end of every epoch (STAR-Prompt); cos(0.495 π) ≈ 0.016 at the end
+///   coda_cosine     cos(99π max(e − 1, 0) / (200 (E − 1))): the CODA-Prompt repository's
+///                   CosineSchedule (utils/schedulers.py:19-20,40-57) as its learner steps it, at
+///                   the start of every epoch but the first (learners/default.py:92-95): epochs 0 and 1
+///                   at the full rate, cos(99π (E − 2) / (200 (E − 1))) ≈ 0.097 last at E = 20
+enum class ScheduleKind { constant, cosine, multistep, quarter_cosine, coda_cosine };
 constexpr auto enum_names(ScheduleKind) {
   return std::array{std::pair{ScheduleKind::constant, "constant"}, std::pair{ScheduleKind::cosine, "cosine"},
                     std::pair{ScheduleKind::multistep, "multistep"},
-                    std::pair{ScheduleKind::quarter_cosine, "quarter_cosine"}};
+                    std::pair{ScheduleKind::quarter_cosine, "quarter_cosine"},
+                    std::pair{ScheduleKind::coda_cosine, "coda_cosine"}};
 }
 
 inline constexpr double kPi = 3.14159265358979323846;
@@ -85,6 +94,10 @@ struct ScheduleOptions {
       case ScheduleKind::quarter_cosine:
         if (epochs <= 1) return 1.0;
         return std::cos(99.0 * kPi * static_cast<double>(epoch) /
+                        (200.0 * static_cast<double>(epochs - 1)));
+      case ScheduleKind::coda_cosine:
+        if (epochs <= 1) return 1.0;
+        return std::cos(99.0 * kPi * static_cast<double>(std::max<int64_t>(epoch - 1, 0)) /
                         (200.0 * static_cast<double>(epochs - 1)));
       case ScheduleKind::multistep: {
         double f = 1.0;

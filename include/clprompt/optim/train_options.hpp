@@ -7,6 +7,7 @@
 
 #include "clprompt/core/options.hpp"
 #include "clprompt/optim/optimizer_options.hpp"
+#include "clprompt/optim/precision.hpp"
 
 namespace clprompt {
 
@@ -17,13 +18,18 @@ struct TrainOptions {
   int64_t epochs = 1;                ///< epochs per task
   int64_t batch_size = 64;
   int64_t eval_batch_size = 256;
+  bool drop_last = false;                 ///< leave out each epoch's partial last batch (CODA-Prompt: true)
+  /// fp32, or autocast to bf16 / fp16 (fp16 with loss scaling; CUDA only) for training and
+  /// evaluation forwards; parameters, optimiser state and class statistics stay in full precision.
+  Precision precision = Precision::fp32;
   bool reset_optimizer_each_task = true;  ///< the references build a fresh optimiser per task
 
   static constexpr auto fields() {
     using O = TrainOptions;
     return std::tuple{inline_fields(&O::optim), inline_fields(&O::schedule), field("slow_lr_scale", &O::slow_lr_scale),
                       field("epochs", &O::epochs), field("batch_size", &O::batch_size),
-                      field("eval_batch_size", &O::eval_batch_size),
+                      field("eval_batch_size", &O::eval_batch_size), field("drop_last", &O::drop_last),
+                      field("precision", &O::precision),
                       field("reset_optimizer_each_task", &O::reset_optimizer_each_task)};
   }
   void validate(const std::string& path) const {

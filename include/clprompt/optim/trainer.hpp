@@ -13,6 +13,11 @@
 //
 // step(loss) checks that the loss is finite (a NumericError naming the phase, where, the batch and
 // the learning rate otherwise), then zero_grad → backward → clip the total gradient norm → step.
+// On a GPU the check does not wait for the device every step: the losses stay on the device and
+// are checked (and averaged) every `check_every` steps and at the end of an epoch, so the step has
+// no host round-trip; the error still names the first batch whose loss was not finite. With fp16
+// the loss is scaled and the step skipped on overflow (GradScaler).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -28,7 +33,9 @@
 #include <torch/optim/sgd.h>
 
 #include "clprompt/core/error.hpp"
+#include "clprompt/core/nvtx.hpp"
 #include "clprompt/optim/optimizer_options.hpp"
+#include "clprompt/optim/precision.hpp"
 
 namespace clprompt {
 
@@ -82,10 +89,12 @@ class Trainer {
   /// Sets the learning rates of epoch `epoch` of `epochs` from the schedule and starts the
   /// epoch's loss average; `where` ("task 2, epoch 3") is what a divergence error reports.
   void begin_epoch(int64_t epoch, int64_t epochs, std::string where) {
+    flush();
     set_lr_factor(schedule_.factor(epoch, epochs));
     where_ = std::move(where);
     batch_ = 0;
     loss_sum_ = 0.0;
+    checked_ = 0;
   }
   /// Per-step schedules set the learning rate themselves (every group gets `lr`).
   void set_lr(double lr) {
@@ -95,6 +104,7 @@ class Trainer {
   }
   /// Per-step loops name their position themselves; `where` as in begin_epoch.
   void set_position(std::string where) {
+    flush();
     where_ = std::move(where);
     batch_ = -1;
   }
@@ -105,32 +115,65 @@ class Trainer {
     for (std::size_t i = 0; i < groups.size(); ++i) groups[i].options().set_lr(base_lrs_[i] * factor);
   }
 
-  /// Checks that `loss` is finite, then zero_grad, backward, clips, steps. Returns its value.
+  /// Checks that `loss` is finite, then zero_grad, backward, clips, steps. Returns its value on
+  /// the CPU; on a GPU the value of the last check (the check is deferred, see the file comment).
   double step(const at::Tensor& loss) {
-    const double value = loss.item<double>();
-    if (!std::isfinite(value)) {
-      const auto batch = batch_ >= 0 ? fmt::format(", batch {}", batch_) : std::string();
-      throw NumericError(fmt::format("{} diverged: loss is {} at {}{} (lr {:.4g}){}", phase_, value, where_, batch,
-                                     lr(), hint_.empty() ? "" : "; " + hint_));
+    const bool deferred = loss.is_cuda() && check_every_ > 1;
+    if (!deferred) {
+      check(loss.item<double>(), batch_);
+    } else {
+      pending_.push_back(loss.detach().to(at::kDouble).reshape({1}));
+      pending_first_batch_ = pending_.size() == 1 ? batch_ : pending_first_batch_;
     }
-    if (optimizer_) {
-      optimizer_->zero_grad();
-      loss.backward();
-      if (clip_grad_norm_ > 0) torch::nn::utils::clip_grad_norm_(params_, clip_grad_norm_);
-      optimizer_->step();
-    } else if (update_) {
-      for (auto& p : params_) p.mutable_grad() = at::Tensor();
-      loss.backward();
-      if (clip_grad_norm_ > 0) torch::nn::utils::clip_grad_norm_(params_, clip_grad_norm_);
-      update_(lr_);
+    if (optimizer_ || update_) {
+      if (optimizer_) optimizer_->zero_grad();
+      else for (auto& p : params_) p.mutable_grad() = at::Tensor();
+      NvtxRange range("backward and step");
+      if (scaler_) {
+        scaler_->scaled(loss).backward();
+        const bool finite = scaler_->unscale(params_);
+        if (finite) {
+          if (clip_grad_norm_ > 0) torch::nn::utils::clip_grad_norm_(params_, clip_grad_norm_);
+          if (optimizer_) optimizer_->step();
+          else update_(lr_);
+        }
+      } else {
+        loss.backward();
+        if (clip_grad_norm_ > 0) torch::nn::utils::clip_grad_norm_(params_, clip_grad_norm_);
+        if (optimizer_) optimizer_->step();
+        else update_(lr_);
+      }
     }
-    loss_sum_ += value;
     if (batch_ >= 0) ++batch_;
-    return value;
+    if (deferred && static_cast<int64_t>(pending_.size()) >= check_every_) flush();
+    return last_value_;
   }
 
-  /// Mean loss of the steps since begin_epoch (0 when none).
-  double epoch_loss() const { return batch_ > 0 ? loss_sum_ / static_cast<double>(batch_) : 0.0; }
+  /// Checks (and counts into the epoch's mean) the losses still on the device. Called by
+  /// epoch_loss(); call it before reading the position of a failure elsewhere.
+  void flush() {
+    if (pending_.empty()) return;
+    const auto values = at::cat(pending_).cpu();
+    const auto first = pending_first_batch_;
+    pending_.clear();
+    const double* v = values.data_ptr<double>();
+    for (int64_t i = 0; i < values.numel(); ++i) check(v[i], first >= 0 ? first + i : -1);
+  }
+
+  /// Losses with fp16 are scaled (GradScaler); bf16 and fp32 need none.
+  void set_precision(Precision precision) {
+    if (precision == Precision::fp16 && !scaler_) scaler_ = std::make_unique<GradScaler>();
+    if (precision != Precision::fp16) scaler_.reset();
+  }
+  const GradScaler* scaler() const { return scaler_.get(); }
+  /// On a GPU, check the losses every `n` steps (1: every step, a host synchronisation each).
+  void set_check_every(int64_t n) { check_every_ = std::max<int64_t>(1, n); }
+
+  /// Mean loss of the steps since begin_epoch whose losses were checked (0 when none).
+  double epoch_loss() {
+    flush();
+    return checked_ > 0 ? loss_sum_ / static_cast<double>(checked_) : 0.0;
+  }
   /// The learning rate of the last group (the "normal" one where there are roles).
   double lr() const { return optimizer_ ? optimizer_->param_groups().back().options().get_lr() : lr_; }
   bool has_parameters() const { return optimizer_ != nullptr || update_ != nullptr; }
@@ -142,6 +185,17 @@ class Trainer {
   const std::vector<at::Tensor>& parameters() const { return params_; }
 
  private:
+  void check(double value, int64_t batch) {
+    if (!std::isfinite(value)) {
+      const auto at_batch = batch >= 0 ? fmt::format(", batch {}", batch) : std::string();
+      throw NumericError(fmt::format("{} diverged: loss is {} at {}{} (lr {:.4g}){}", phase_, value, where_, at_batch,
+                                     lr(), hint_.empty() ? "" : "; " + hint_));
+    }
+    loss_sum_ += value;
+    last_value_ = value;
+    ++checked_;
+  }
+
   std::string phase_, hint_, where_;
   ScheduleOptions schedule_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
@@ -151,7 +205,13 @@ class Trainer {
   double lr_ = 0.0;
   double clip_grad_norm_ = 0.0;
   int64_t batch_ = -1;
+  int64_t checked_ = 0;
   double loss_sum_ = 0.0;
+  double last_value_ = 0.0;
+  std::unique_ptr<GradScaler> scaler_;
+  std::vector<at::Tensor> pending_;
+  int64_t pending_first_batch_ = -1;
+  int64_t check_every_ = 50;
 };
 
 }  // namespace clprompt

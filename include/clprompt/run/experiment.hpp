@@ -16,12 +16,15 @@
 
 namespace clprompt {
 
-/// The default configuration of `method` on the embedded default: its registered recipe with one
-/// epoch per task at batch 64 (the learning rate scaled linearly where the method's reference
-/// scales it), its method_options and its default head's options. Then the JSON `overrides`
-/// (RFC 7386 merge patch; "method" and "head" in them choose the method and head) are merged
-/// over it, parsed strictly and checked by the method: every unknown or invalid field is a
-/// ConfigError naming it, before any data is read. `method` empty: overrides' "method", else finetune.
+/// The default configuration of `method`: with "benchmark" in the overrides, the method's
+/// published protocol on that benchmark (Method::preset: data, split, class order and trials,
+/// transforms, recipe, options); otherwise the embedded default with the method's recipe at one
+/// epoch per task and batch 64 (the learning rate scaled linearly where the method's reference
+/// scales it) and its input pipeline scaled to 28 px. A "pretrained" file gives the backbone's
+/// geometry (read from its header; a benchmark refuses weights of another geometry). Then the
+/// JSON `overrides` (RFC 7386 merge patch; "method", "head" and "benchmark" in them choose) are
+/// merged over it, parsed strictly and checked by the method: every unknown or invalid field is
+/// a ConfigError naming it, before any data is read. `method` empty: overrides' "method", else finetune.
 RunConfig resolve_config(const MethodRegistry& registry, const std::string& method,
                          const Json& overrides = Json::object());
 
@@ -33,6 +36,10 @@ struct ExperimentOutput {
   std::string directory;  ///< results.json, accuracy.svg and model.safetensors go here ("" = none)
   LearnerHooks hooks;
 };
+
+/// One configuration per trial of config.trials (seed and class order set, trials cleared), or
+/// config itself when it has none.
+std::vector<RunConfig> trial_configs(const RunConfig& config);
 
 /// The name results are reported under: the method's run name ("star-prompt-fallback" for
 /// star-prompt without CLIP), plus "+align" etc. when the head is not the method's default.

@@ -9,37 +9,23 @@
 #include "clprompt/backbone/vit.hpp"
 #include "clprompt/core/device.hpp"
 #include "clprompt/core/options.hpp"
-#include "clprompt/data/image_folder.hpp"
+#include "clprompt/data/data_options.hpp"
 #include "clprompt/data/scenario.hpp"
 #include "clprompt/data/transforms.hpp"
+#include "clprompt/methods/method.hpp"
 #include "clprompt/optim/train_options.hpp"
 
 namespace clprompt {
 
-/// Where the images come from.
-struct DataOptions {
-  /// fashion-mnist | mnist (IDX files in root), cifar100 | cifar10 (binary version in root),
-  /// image-folder (root/train/<class>/*.jpg and root/test/<class>/*.jpg, e.g. ImageNet-R).
-  std::string dataset = "fashion-mnist";
-  std::string root = "/usr/share/datasets/fashion-mnist";
-  ImageFolderOptions image_folder;
-
-  static constexpr auto fields() {
-    return std::tuple{field("dataset", &DataOptions::dataset), field("root", &DataOptions::root),
-                      field("image_folder", &DataOptions::image_folder)};
-  }
-  void validate(const std::string& path) const {
-    static const std::vector<std::string> known{"fashion-mnist", "mnist", "cifar100", "cifar10", "image-folder"};
-    require_option(std::find(known.begin(), known.end(), dataset) != known.end(), path, "dataset",
-                   fmt::format("unknown dataset '{}'; expected one of: fashion-mnist, mnist, cifar100, cifar10, "
-                               "image-folder", dataset));
-    require_option(!root.empty(), path, "root", "must name the dataset directory");
-  }
-};
-
-/// The whole configuration of a run; every field has a default (see default_config).
+/// The whole configuration of a run; every field has a default (resolve_config).
 struct RunConfig {
   std::string method = "finetune";
+  /// A published protocol (run/benchmarks.hpp: split-cifar100, split-imagenet-r, ...): the
+  /// method's reference recipe on it instead of the embedded default; "" = the embedded default.
+  std::string benchmark;
+  /// The runs the protocol averages (each its own seed and class order); empty = one run with
+  /// `seed` and scenario.order. `clprompt run` runs them all and reports mean ± std.
+  std::vector<Trial> trials;
   int64_t seed = 1993;   ///< fixes class order, initialisation, subsampling and data order
   int64_t threads = 0;   ///< 0: $OMP_NUM_THREADS, else all cores
   std::string device = "auto";  ///< cpu, cuda, cuda:N, auto (CUDA if this LibTorch has it)
@@ -58,16 +44,20 @@ struct RunConfig {
   /// The head kind's options (e.g. {"mask_other_tasks": true, "alignment": {...}} for slca).
   Json head_options = Json::object();
   bool save_checkpoint = true;  ///< write model.safetensors to the output directory at the end
+  /// What the benchmark's reference says (weights it loads, its published result, the files the
+  /// recipe's values come from); informational, printed by `clprompt config`.
+  Json reference = Json::object();
 
   static constexpr auto fields() {
-    return std::tuple{field("method", &RunConfig::method), field("seed", &RunConfig::seed),
+    return std::tuple{field("method", &RunConfig::method), field("benchmark", &RunConfig::benchmark),
+                      field("trials", &RunConfig::trials), field("seed", &RunConfig::seed),
                       field("threads", &RunConfig::threads), field("device", &RunConfig::device),
                       field("data", &RunConfig::data),
                       field("scenario", &RunConfig::scenario), field("transform", &RunConfig::transform),
                       field("backbone", &RunConfig::backbone), field("pretrained", &RunConfig::pretrained),
                       field("train", &RunConfig::train), field("method_options", &RunConfig::method_options),
                       field("head", &RunConfig::head), field("head_options", &RunConfig::head_options),
-                      field("save_checkpoint", &RunConfig::save_checkpoint)};
+                      field("save_checkpoint", &RunConfig::save_checkpoint), field("reference", &RunConfig::reference)};
   }
   void validate(const std::string& path) const {
     require_option(seed >= 0, path, "seed", "must be >= 0");

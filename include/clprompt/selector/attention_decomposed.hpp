@@ -12,7 +12,8 @@
 // components [0, s) of earlier tasks take part but are detached (no gradient reaches them);
 // at evaluation the components [0, f) of every task seen so far are used. At begin_task(t),
 // t ≥ 1, the new components [s, f) are re-initialised orthonormal to the span of [0, s) by
-// Gram-Schmidt (P flattened to [M, L·D]); an optional orthogonality penalty
+// Gram-Schmidt (P flattened to [M, L·D]; `gram_schmidt` below chooses between this and the
+// reference's exact procedure); an optional orthogonality penalty
 // μ · mean((X Xᵀ − I)²) on K, A and flattened P is returned as aux_loss.
 // Injection: prefix tuning, p split in halves along L (first half → key prefix, second half →
 // value prefix), as in GT-RIPL/CODA-Prompt's models/zoo.py; readout: [CLS].
@@ -21,14 +22,29 @@
 //   selector.begin_task(ctx);
 //   clprompt::Selection s = selector.select(vit->query(images), ctx);   // s.prompts: layers 0-4
 //
-// Differences from the reference code, both deliberate:
-//   - Gram-Schmidt orthogonalises the new components against an orthonormal basis of the span
-//     of the earlier ones. The reference projects a random start vector onto each raw earlier
-//     component in turn (classical Gram-Schmidt against a non-orthogonal set once they have
-//     been trained), which leaves the new components only approximately orthogonal to them.
+// Differences from the reference code, both deliberate (the first one optional):
+//   - Gram-Schmidt (gram_schmidt = orthonormal_basis, the default) orthogonalises the new
+//     components against an orthonormal basis of the span of the earlier ones, starting from
+//     uniform(0, 1) values for all M components. The reference projects a random start vector
+//     onto each raw earlier component in turn (classical Gram-Schmidt against a non-orthogonal set
+//     once they have been trained), which leaves the new components only approximately orthogonal
+//     to them. gram_schmidt = reference reproduces GT-RIPL/CODA-Prompt models/zoo.py exactly
+//     (`gram_schmidt`, :75-131; called in `__init__`, :31-36, and `process_task_count`, :51-71):
+//       * construction: per layer, P, K, A drawn uniform(0, 1) (`tensor_prompt`, :342-351; the
+//         values are discarded but the draws happen), then rows [0, M/T) of P (flattened), K and A,
+//         in that order, by classical Gram-Schmidt of randn vectors; every later row is zero
+//         (`uu = zeros_like(vv)`, :96) until its task;
+//       * task t ≥ 1: per layer, K, A, P in that order: rows [0, s) kept as trained, rows [s, f)
+//         u_k = v_k − Σ_{j<k} ((v_k·u_j)/(u_j·u_j)) u_j, v_k ~ randn, u_j the raw earlier rows
+//         (trained ones for j < s, the not yet normalised new ones for s ≤ j < k), a fresh v_k
+//         whenever some u_j·u_j < 1e-8 (:80-81,105-119); then each new row divided by its norm
+//         (:120-122); rows [f, M) stay zero. Arithmetic in the parameters' dtype (float32), as
+//         the reference.
+//     Where the reference would redraw forever (an earlier row with u_j·u_j < 1e-8), this throws.
 //   - α is computed without materialising the [B, M, D] tensor q ⊙ A:
 //     ⟨q ⊙ A_m, K̂_m⟩ = q · (A_m ⊙ K̂_m) and ‖q ⊙ A_m‖² = q² · A_m², two [B, D] × [D, M] matrix
 //     products (same values up to float rounding).
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -50,6 +66,20 @@
 
 namespace clprompt {
 
+/// How AttentionDecomposed initialises each task's new components (see the file comment).
+enum class GramSchmidtInit {
+  /// against an orthonormal basis of the earlier components' span, in float64, from uniform(0, 1)
+  /// values for every component (clprompt's form; the new rows are orthonormal to the span)
+  orthonormal_basis,
+  /// GT-RIPL/CODA-Prompt models/zoo.py:75-131 exactly: classical Gram-Schmidt against the raw
+  /// earlier rows, later tasks' rows zero until their task
+  reference,
+};
+constexpr auto enum_names(GramSchmidtInit) {
+  return std::array{std::pair{GramSchmidtInit::orthonormal_basis, "orthonormal_basis"},
+                    std::pair{GramSchmidtInit::reference, "reference"}};
+}
+
 /// Options of AttentionDecomposed. Defaults are the released configuration
 /// ("prompt_param 100 8 0.0" in GT-RIPL/CODA-Prompt's configs: 100 components, length 8, μ 0)
 /// for a 10-task sequence.
@@ -59,13 +89,17 @@ struct AttentionDecomposedOptions {
   double ortho_weight = 0.0;                     ///< μ: weight of the orthogonality penalty (0: none)
   std::vector<int64_t> layers{0, 1, 2, 3, 4};    ///< prompted transformer layers
   int64_t num_tasks = 10;                        ///< T: must equal the scenario's; M/T new components per task
+  /// How new components are initialised: orthonormal_basis (clprompt), or reference
+  /// (GT-RIPL/CODA-Prompt models/zoo.py `gram_schmidt`, including the zero rows of future tasks).
+  GramSchmidtInit gram_schmidt = GramSchmidtInit::orthonormal_basis;
 
   static constexpr auto fields() {
     return std::tuple{field("pool_size", &AttentionDecomposedOptions::pool_size),
                       field("length", &AttentionDecomposedOptions::length),
                       field("ortho_weight", &AttentionDecomposedOptions::ortho_weight),
                       field("layers", &AttentionDecomposedOptions::layers),
-                      field("num_tasks", &AttentionDecomposedOptions::num_tasks)};
+                      field("num_tasks", &AttentionDecomposedOptions::num_tasks),
+                      field("gram_schmidt", &AttentionDecomposedOptions::gram_schmidt)};
   }
 
   void validate(const std::string& path) const {
@@ -156,6 +190,43 @@ inline void gram_schmidt_rows(const at::Tensor& rows, int64_t begin, int64_t end
   }
 }
 
+/// GT-RIPL/CODA-Prompt's `gram_schmidt` (models/zoo.py:75-131) on the rows of `rows` ([M, n],
+/// in place; the reference works on columns of the transpose): rows [0, begin) are kept, rows
+/// [begin, end) become u_k = v_k − Σ_{j<k} ((v_k·u_j)/(u_j·u_j)) u_j with v_k = randn(n) (a new
+/// v_k when some u_j·u_j < 1e-8), each divided by its norm once all are built, and rows [end, M)
+/// are zeroed. In the tensor's dtype, with the reference's operation order.
+inline void gram_schmidt_rows_reference(const at::Tensor& rows, int64_t begin, int64_t end) {
+  at::NoGradGuard no_grad;
+  const int64_t M = rows.size(0), n = rows.size(1);
+  if (end < M) rows.narrow(0, end, M - end).zero_();  // uu = zeros_like(vv): only [0, end) is written
+  for (int64_t k = begin; k < end; ++k) {
+    for (int attempt = 0;; ++attempt) {
+      auto v = at::randn({n}, rows.options());  // randn_like(vv[:, k])
+      at::Tensor projections;                   // uk = 0; uk = uk + proj
+      bool redo = false;
+      for (int64_t j = 0; j < k && !redo; ++j) {
+        const auto u = rows[j];
+        const auto denominator = (u * u).sum();
+        if (denominator.item<double>() < 1e-8) {
+          redo = true;
+        } else {
+          auto projection = (v * u).sum() / denominator * u;
+          projections = projections.defined() ? projections + projection : projection;
+        }
+      }
+      if (!redo) {
+        rows[k].copy_(projections.defined() ? v - projections : v);
+        break;
+      }
+      if (attempt == 100)
+        throw Error(fmt::format("Gram-Schmidt (reference): an earlier row of {} has squared norm < 1e-8, so every "
+                                "start vector for row {} is rejected (the reference would retry forever)",
+                                rows.sizes(), k));
+    }
+  }
+  for (int64_t k = begin; k < end; ++k) rows[k].copy_(rows[k] / rows[k].norm());
+}
+
 /// mean((X Xᵀ − I)²) for X [m, n]: the orthogonality penalty of CODA-Prompt's Eq. 9.
 inline at::Tensor ortho_penalty(const at::Tensor& x) {
   auto gram = at::mm(x, x.t());
@@ -170,23 +241,32 @@ class AttentionDecomposed : public torch::nn::Module {
   using Options = AttentionDecomposedOptions;
   static constexpr QuerySource query_source = QuerySource::backbone;
 
-  /// Builds M components per layer: uniform(0, 1), then task 0's [0, M/T) by Gram-Schmidt.
-  /// Throws ConfigError ("<field>", relative to the options) for invalid options, a layer beyond dims.depth, or
+  /// Builds M components per layer: uniform(0, 1), then task 0's [0, M/T) by Gram-Schmidt (with
+  /// gram_schmidt = reference, rows [M/T, M) are then zero). Throws ConfigError ("<field>",
+  /// relative to the options) for invalid options, a layer beyond dims.depth, or
   /// pool_size > dims.dim (M orthogonal keys do not fit in R^D).
   AttentionDecomposed(const Options& options, const BackboneDims& dims) : options_(options), dim_(dims.dim) {
     options_.validate("");
     options_.validate("", dims);
     holder_ = register_module("layers", std::make_shared<torch::nn::Module>());
+    const bool reference = options_.gram_schmidt == GramSchmidtInit::reference;
     for (auto l : options_.layers) {
       auto layer = std::make_shared<detail::AttentionDecomposedLayer>(options_.pool_size, options_.length, dim_);
       layers_.push_back(holder_->register_module(std::to_string(l), layer));
+      if (reference) {  // zoo.py:30-36: each layer's p, k, a drawn, then Gram-Schmidt of p, k, a
+        at::NoGradGuard no_grad;
+        const int64_t pt = options_.components_per_task();
+        detail::gram_schmidt_rows_reference(layer->components.view({options_.pool_size, -1}), 0, pt);
+        detail::gram_schmidt_rows_reference(layer->keys, 0, pt);
+        detail::gram_schmidt_rows_reference(layer->attention, 0, pt);
+      }
     }
-    reinitialise(0, options_.components_per_task());
+    if (!reference) reinitialise(0, options_.components_per_task());
   }
 
   /// Enters task ctx.task: for t ≥ 1, its components [s, f) are re-initialised by Gram-Schmidt
-  /// against the earlier ones. Throws ConfigError("num_tasks") unless ctx.num_tasks equals
-  /// options().num_tasks (the components per task are fixed by pool_size / num_tasks).
+  /// against the earlier ones (options().gram_schmidt says how). Throws ConfigError("num_tasks")
+  /// unless ctx.num_tasks equals options().num_tasks (the components per task are fixed by pool_size / num_tasks).
   void begin_task(const TaskContext& ctx) {
     check_context(ctx);
     const auto [s, f] = task_range(ctx.task);
@@ -285,6 +365,14 @@ class AttentionDecomposed : public torch::nn::Module {
   /// Components [s, f) of every layer: P (flattened), K and A by Gram-Schmidt against [0, s).
   void reinitialise(int64_t s, int64_t f) {
     at::NoGradGuard no_grad;
+    if (options_.gram_schmidt == GramSchmidtInit::reference) {
+      for (auto& layer : layers_) {  // zoo.py:62-71: K, A, P in this order
+        detail::gram_schmidt_rows_reference(layer->keys, s, f);
+        detail::gram_schmidt_rows_reference(layer->attention, s, f);
+        detail::gram_schmidt_rows_reference(layer->components.view({options_.pool_size, -1}), s, f);
+      }
+      return;
+    }
     for (auto& layer : layers_) {
       detail::gram_schmidt_rows(layer->components.view({options_.pool_size, -1}), s, f);
       detail::gram_schmidt_rows(layer->keys, s, f);

@@ -8,6 +8,18 @@
 //
 // `Options::l2p_plus_plus()` is L2P++ of GT-RIPL/CODA-Prompt (models/zoo.py class L2P): the same
 // selection, but prefix tuning at layer 0 with pool 30, length 20, [CLS] readout.
+//
+// Options that reproduce a reference exactly (defaults keep the paper's form):
+//   - shared_prompt_pool / shared_prompt_key (l2p-pytorch engine.py:183-225): with the prompt
+//     mask, at the start of task t > 0 the prompts (keys) of task t-1, [(t-1) k, t k), are copied
+//     into task t's [t k, (t+1) k). Off in configs/cifar100_l2p.py:86-87; the pool copy is on in
+//     configs/five_datasets_l2p.py:86 (`Options::five_datasets()`). Two details of the reference
+//     are not copied: its key copy reuses the slice variables of the prompt copy, so it only runs
+//     when shared_prompt_pool is on too (a NameError otherwise), and it silently skips the copy
+//     when task t's slots run past the pool (here that is an error, see check_task).
+//   - pull_loss = all_pairs, pull_loss_chunk (CODA-Prompt models/zoo.py:265-267): L2P++'s key
+//     loss over all B x B x k (query, key selected by any sample) pairs, per DataParallel chunk
+//     (`Options::l2p_plus_plus_coda_repo()`; see detail::all_pairs_pull_loss).
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -38,6 +50,19 @@ constexpr auto enum_names(PromptInjection) {
                     std::pair{PromptInjection::prefix_tuning, "prefix_tuning"}};
 }
 
+/// The form of the pull constraint.
+enum class PullLossKind {
+  /// mean over the batch of sum over the keys each sample selected of (1 - cos(q_b, k)): the
+  /// L2P paper's constraint, the same gradient as l2p-pytorch's -reduce_sim (prompt.py:97-104)
+  own_keys,
+  /// sum over every (query, key selected by any sample of the batch or chunk) pair of (1 - cos):
+  /// GT-RIPL/CODA-Prompt's L2P++ (models/zoo.py:265-267), see detail::all_pairs_pull_loss
+  all_pairs,
+};
+constexpr auto enum_names(PullLossKind) {
+  return std::array{std::pair{PullLossKind::own_keys, "own_keys"}, std::pair{PullLossKind::all_pairs, "all_pairs"}};
+}
+
 struct KeyQueryPoolOptions {
   int64_t pool_size = 10;         ///< M prompts (and keys) in the pool
   int64_t length = 5;             ///< tokens per prompt
@@ -62,6 +87,21 @@ struct KeyQueryPoolOptions {
   /// prompt_mean: mean of the outputs at the prompt tokens (L2P's "prompt" head; needs
   /// prompt_tuning); class_token: the [CLS] output.
   Readout readout = Readout::prompt_mean;
+  /// l2p-pytorch shared_prompt_pool (engine.py:183-206): at the start of task t > 0, prompts
+  /// [(t-1) top_k, t top_k) are copied into [t top_k, (t+1) top_k) (every layer; key and value
+  /// parts), so task t starts from task t-1's prompts. Needs prompt_mask_by_task. Off in
+  /// configs/cifar100_l2p.py:86, on in configs/five_datasets_l2p.py:86.
+  bool shared_prompt_pool = false;
+  /// l2p-pytorch shared_prompt_key (engine.py:208-225): the same copy for the keys. Needs
+  /// prompt_mask_by_task. Off in both l2p-pytorch configs.
+  bool shared_prompt_key = false;
+  /// own_keys: the paper's pull constraint (mean over the batch); all_pairs: the CODA-Prompt
+  /// repository's L2P++ loss over all B x B x top_k pairs, summed (see PullLossKind).
+  PullLossKind pull_loss = PullLossKind::own_keys;
+  /// all_pairs only: the loss is summed over consecutive chunks of this many samples, each chunk
+  /// pairing only its own queries and keys, as each GPU of the CODA repository's 4-GPU
+  /// DataParallel run did (batch 128 = 4 x 32: chunk 32). 0: the whole batch is one chunk.
+  int64_t pull_loss_chunk = 0;
 
   /// L2P++ as GT-RIPL/CODA-Prompt re-implements it (configs prompt_param [30, 20, -1]): prefix
   /// tuning at layer 0 only, pool 30, length 20 split in key/value halves, top-5, [CLS] readout,
@@ -81,6 +121,33 @@ struct KeyQueryPoolOptions {
     return o;
   }
 
+  /// L2P++ with the CODA-Prompt repository's key loss as its published runs computed it: the
+  /// all-pairs sum (models/zoo.py:265-267) with coefficient 1 (learners/prompt.py:37 adds
+  /// `prompt_loss.sum()` unweighted), per chunk of 32 samples (4-GPU DataParallel at batch 128,
+  /// experiments/cifar-100.sh:10, learners/prompt.py:87-88). Otherwise as l2p_plus_plus().
+  static KeyQueryPoolOptions l2p_plus_plus_coda_repo() {
+    KeyQueryPoolOptions o = l2p_plus_plus();
+    o.pull_loss = PullLossKind::all_pairs;
+    o.pull_loss_chunk = 32;
+    o.pull_coefficient = 1.0;
+    return o;
+  }
+
+  /// l2p-pytorch's 5-datasets configuration (configs/five_datasets_l2p.py:79-92): pool 20,
+  /// length 10, top-4, prompt mask by task with the shared prompt pool (keys not shared), pull
+  /// coefficient 0.5. Batch-wise selection at evaluation stays off (see batchwise_eval).
+  static KeyQueryPoolOptions five_datasets() {
+    KeyQueryPoolOptions o;
+    o.pool_size = 20;
+    o.length = 10;
+    o.top_k = 4;
+    o.prompt_mask_by_task = true;
+    o.shared_prompt_pool = true;
+    o.shared_prompt_key = false;
+    o.pull_coefficient = 0.5;
+    return o;
+  }
+
   static constexpr auto fields() {
     using O = KeyQueryPoolOptions;
     return std::tuple{field("pool_size", &O::pool_size),
@@ -95,7 +162,11 @@ struct KeyQueryPoolOptions {
                       field("injection", &O::injection),
                       field("prefix_layers", &O::prefix_layers),
                       field("prefix_style", &O::prefix_style),
-                      field("readout", &O::readout)};
+                      field("readout", &O::readout),
+                      field("shared_prompt_pool", &O::shared_prompt_pool),
+                      field("shared_prompt_key", &O::shared_prompt_key),
+                      field("pull_loss", &O::pull_loss),
+                      field("pull_loss_chunk", &O::pull_loss_chunk)};
   }
 
   void validate(const std::string& path) const {
@@ -115,6 +186,17 @@ struct KeyQueryPoolOptions {
     }
     require_option(readout != Readout::prompt_mean || injection == PromptInjection::prompt_tuning, path, "readout",
                    "prompt_mean reads the outputs at the input prompt tokens; it needs injection prompt_tuning");
+    require_option(!shared_prompt_pool || prompt_mask_by_task, path, "shared_prompt_pool",
+                   "copies task t-1's prompts into the slots task t trains, [t * top_k, (t + 1) * top_k); without "
+                   "prompt_mask_by_task no task owns those slots: set prompt_mask_by_task or turn this off");
+    require_option(!shared_prompt_key || prompt_mask_by_task, path, "shared_prompt_key",
+                   "copies task t-1's keys into the slots task t trains, [t * top_k, (t + 1) * top_k); without "
+                   "prompt_mask_by_task no task owns those slots: set prompt_mask_by_task or turn this off");
+    require_option(pull_loss_chunk >= 0, path, "pull_loss_chunk",
+                   fmt::format("must be >= 0 (0: the whole batch), got {}", pull_loss_chunk));
+    require_option(pull_loss_chunk == 0 || pull_loss == PullLossKind::all_pairs, path, "pull_loss_chunk",
+                   fmt::format("only applies to pull_loss all_pairs (own_keys is per sample); got {} with own_keys",
+                               pull_loss_chunk));
   }
   /// The checks that need the backbone: prefix layers inside its depth.
   void validate(const std::string& path, const BackboneDims& dims) const {
@@ -145,8 +227,13 @@ class KeyQueryPool : public torch::nn::Module {
                                                                 options_.init_high));
   }
 
-  /// With prompt_mask_by_task, checks that the pool has the task's prompts.
-  void begin_task(const TaskContext& ctx) { check_task(ctx.task); }
+  /// With prompt_mask_by_task, checks that the pool has the task's prompts; then, for task t > 0,
+  /// the shared-pool copies of task t-1's prompts and keys (shared_prompt_pool / shared_prompt_key).
+  void begin_task(const TaskContext& ctx) {
+    check_task(ctx.task);
+    if (options_.shared_prompt_pool) detail::copy_previous_task_entries(pool->prompts, 0, ctx.task, options_.top_k);
+    if (options_.shared_prompt_key) detail::copy_previous_task_entries(pool->keys, 0, ctx.task, options_.top_k);
+  }
 
   /// The prompts of the batch; ctx.training picks the training behaviour (prompt mask,
   /// batchwise_train) over the evaluation one (batchwise_eval).
@@ -166,11 +253,15 @@ class KeyQueryPool : public torch::nn::Module {
       }
     }
     out.prompts.readout = options_.readout;
-    // The paper's pull constraint: each sample pulls the keys it used. GT-RIPL/CODA-Prompt's L2P++
-    // computes (1 - cos_sim[:, k_idx]).sum() with a [B, k] index, i.e. over all B x B x k
-    // (sample, other sample's key) pairs — a quirk we do not copy.
-    if (ctx.training && options_.pull_coefficient > 0)
-      out.aux_loss = options_.pull_coefficient * detail::pull_loss(similarity, indices);
+    // own_keys: the paper's pull constraint, each sample pulls the keys it used. all_pairs:
+    // GT-RIPL/CODA-Prompt's L2P++, (1 - cos_sim[:, k_idx]).sum() with a [B, k] index, i.e. over all
+    // B x B x k (sample, other sample's key) pairs (models/zoo.py:265-267).
+    if (ctx.training && options_.pull_coefficient > 0) {
+      auto pull = options_.pull_loss == PullLossKind::own_keys
+                      ? detail::pull_loss(similarity, indices)
+                      : detail::all_pairs_pull_loss(similarity, indices, options_.pull_loss_chunk);
+      out.aux_loss = options_.pull_coefficient * pull;
+    }
     return out;
   }
 

@@ -3,9 +3,12 @@
 //   - PromptPool: M learnable keys [M, D] and M prompts [M, ...], both registered parameters;
 //   - cosine key-query matching with l2p-pytorch's normalisation x * rsqrt(max(|x|^2, 1e-12))
 //     (prompt.py `l2_normalize`), per-sample top-k and batch-wise top-k;
-//   - the pull constraint, mean over the batch of sum over the selected keys of (1 - cos(q_b, k));
+//   - the pull constraint, mean (or sum) over the batch of sum over the selected keys of
+//     (1 - cos(q_b, k)), and the CODA-Prompt repository's all-pairs form;
+//   - the shared-pool copy of task t-1's prompts (or keys) into task t's slots;
 //   - prefix helpers that turn selected prompts into a layer's key/value prefixes in either of the
 //     two published conventions (PrefixStyle).
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <string>
@@ -30,6 +33,17 @@ enum class PrefixStyle {
 };
 constexpr auto enum_names(PrefixStyle) {
   return std::array{std::pair{PrefixStyle::halves, "halves"}, std::pair{PrefixStyle::key_value, "key_value"}};
+}
+
+/// How the pull constraint is reduced over the batch.
+enum class PullReduction {
+  /// mean over the batch (the L2P/DualPrompt papers; JH-LEE-KR ports: reduce_sim / B)
+  mean,
+  /// sum over the batch (GT-RIPL/CODA-Prompt models/zoo.py:262, `(1.0 - cos_sim[:, task_id]).sum()`)
+  sum,
+};
+constexpr auto enum_names(PullReduction) {
+  return std::array{std::pair{PullReduction::mean, "mean"}, std::pair{PullReduction::sum, "sum"}};
 }
 
 /// Shape of one stored prefix prompt of `length` tokens: {length, dim} or {2, length, dim}.
@@ -105,6 +119,42 @@ inline at::Tensor pull_loss(const at::Tensor& similarity, const at::Tensor& indi
   return (1.0 - similarity.gather(1, indices)).sum(1).mean();
 }
 
+/// The pull constraint reduced over the batch by `reduction`: pull_loss (mean), or
+/// sum_b sum_j (1 - similarity[b, indices[b, j]]) (sum).
+inline at::Tensor pull_loss(const at::Tensor& similarity, const at::Tensor& indices, PullReduction reduction) {
+  if (reduction == PullReduction::mean) return pull_loss(similarity, indices);
+  return (1.0 - similarity.gather(1, indices)).sum();
+}
+
+/// GT-RIPL/CODA-Prompt's L2P++ key loss (models/zoo.py:265-267): `(1.0 - cos_sim[:, k_idx]).sum()`
+/// with cos_sim [B, M] and k_idx [B, k] indexes a [B, B, k] tensor, so it is
+///   sum_i sum_j sum_m (1 - similarity[i, indices[j, m]])
+/// over every (query i, key selected by sample j) pair of the batch. Under its 4-GPU
+/// `DataParallel` each replica computes this on its own consecutive chunk of the batch and the
+/// replicas' losses are summed (models/vit.py:186-192, learners/prompt.py:37); `chunk` > 0 does the
+/// same with consecutive chunks of `chunk` samples (the last one may be smaller), 0 = one chunk.
+inline at::Tensor all_pairs_pull_loss(const at::Tensor& similarity, const at::Tensor& indices, int64_t chunk) {
+  const int64_t B = similarity.size(0);
+  const int64_t step = chunk > 0 ? chunk : B;
+  at::Tensor total;
+  for (int64_t begin = 0; begin < B; begin += step) {
+    const int64_t n = std::min(step, B - begin);
+    auto part = (1.0 - similarity.narrow(0, begin, n).index_select(1, indices.narrow(0, begin, n).flatten())).sum();
+    total = total.defined() ? total + part : part;
+  }
+  return total;
+}
+
+/// The shared-pool copy (l2p-pytorch / dualprompt-pytorch engine.py:183-225, `shared_prompt_pool`
+/// and `shared_prompt_key`): at the start of task t > 0, the k entries reserved for task t - 1,
+/// [(t - 1) k, t k) along `dim` of `x`, are copied into task t's [t k, (t + 1) k), in place and
+/// without gradient. The caller checks that (t + 1) k fits.
+inline void copy_previous_task_entries(const at::Tensor& x, int64_t dim, int64_t task, int64_t k) {
+  if (task <= 0) return;
+  at::NoGradGuard no_grad;
+  x.narrow(dim, task * k, k).copy_(x.narrow(dim, (task - 1) * k, k));
+}
+
 /// Rows [task * k, (task + 1) * k) for every sample: the prompts reserved for `task`
 /// (l2p-pytorch use_prompt_mask; dualprompt-pytorch's E-prompt of the task when k = 1).
 inline at::Tensor task_indices(int64_t task, int64_t k, int64_t batch, const at::TensorOptions& options) {
@@ -127,24 +177,30 @@ inline void check_layers(const std::vector<int64_t>& layers, int64_t depth, cons
 
 /// M learnable keys [M, key_dim] and prompts [M, prompt_shape...], initialised uniform(low, high)
 /// (l2p-pytorch / dualprompt-pytorch: uniform(-1, 1) for both; CODA-Prompt's repo: uniform(0, 1)).
-/// State-dict names: "keys", "prompts".
+/// State-dict names: "keys", "prompts". With key_dim == PromptPool::no_keys the pool holds only
+/// the prompts ("keys" is undefined and not registered): its owner keeps the keys, e.g.
+/// DualPrompt's one key set per E-layer.
 class PromptPool : public torch::nn::Module {
  public:
+  static constexpr int64_t no_keys = 0;
+
   PromptPool(int64_t pool_size, int64_t key_dim, std::vector<int64_t> prompt_shape, double init_low = -1.0,
              double init_high = 1.0)
       : pool_size_(pool_size), key_dim_(key_dim) {
-    if (pool_size <= 0 || key_dim <= 0)
-      throw ShapeError(fmt::format("PromptPool needs a positive pool size and key dim, got {} and {}", pool_size, key_dim));
+    if (pool_size <= 0 || key_dim < 0)
+      throw ShapeError(fmt::format("PromptPool needs a positive pool size and a positive key dim (or no_keys), got {} "
+                                   "and {}",
+                                   pool_size, key_dim));
     std::vector<int64_t> shape{pool_size};
     shape.insert(shape.end(), prompt_shape.begin(), prompt_shape.end());
-    at::Tensor k = at::empty({pool_size, key_dim});
+    at::Tensor k = key_dim > 0 ? at::empty({pool_size, key_dim}) : at::Tensor();
     at::Tensor p = at::empty(shape);
     {
       at::NoGradGuard no_grad;
-      k.uniform_(init_low, init_high);
+      if (k.defined()) k.uniform_(init_low, init_high);
       p.uniform_(init_low, init_high);
     }
-    keys = register_parameter("keys", k);
+    if (k.defined()) keys = register_parameter("keys", k);
     prompts = register_parameter("prompts", p);
   }
 
@@ -153,6 +209,7 @@ class PromptPool : public torch::nn::Module {
 
   /// Cosine similarities [B, M] of queries [B, key_dim] to every key.
   at::Tensor similarity(const at::Tensor& query) const {
+    if (!keys.defined()) throw Error("PromptPool::similarity: this pool was built without keys (no_keys)");
     if (query.dim() != 2 || query.size(1) != key_dim_)
       throw ShapeError(fmt::format("PromptPool expects queries [B, {}] ([batch, key_dim]), got {}", key_dim_,
                                    query.sizes()));
