@@ -3,7 +3,8 @@
 # --json`: each method, plus the variants a method lists, e.g. joint training and CODA-Prompt + CA)
 # on the embedded default (Split Fashion-MNIST, 5 tasks x 2 classes, shipped glyph-pretrained ViT)
 # for 3 seeds, then benchmarks/python/results_table.py aggregates the runs into docs/results.json
-# and docs/results.md (mean +- std over seeds). ~2 hours on 2 cores; reruns skip finished runs.
+# and docs/results.md (mean +- std over seeds). Two RUNS halves side by side with OMP_NUM_THREADS=1 took 36 min
+# on 2 cores (2026-11-30); reruns skip finished runs.
 #
 #   bash benchmarks/results.sh                      # everything
 #   SEEDS="1993" RUNS="finetune l2p" bash benchmarks/results.sh   # a subset (table of what exists)
