@@ -60,7 +60,7 @@ math uses the explicit softmax(q k^T / sqrt(d)) v the 2022 reference ViTs use (m
 
 Examples:
   python gpu_step.py --device cuda --json gpu_step.json
-  python gpu_step.py --cpu-smoke                 (add --depth 5 to reach every prompt layer)
+  python gpu_step.py --cpu-smoke                 (tiny: D 128, depth 5, on the CPU)
 
 Peak memory per phase counts everything alive then: the evaluation peak includes the weights and
 the optimizer state left from the training phase of the same method and precision.
@@ -537,7 +537,7 @@ def main():
     ap.add_argument("--iters", type=int, default=10, help="iterations per timed window")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
     ap.add_argument("--cpu-smoke", action="store_true",
-                    help="tiny CPU run: ViT dim 64, depth 2, heads 2 (unless --dim/--depth/--heads "
+                    help="tiny CPU run: ViT dim 128, depth 5, heads 2 (unless --dim/--depth/--heads "
                          "say otherwise), image 32, patch 16, batch 4, 1 warm-up and 1 timed iteration")
     ap.add_argument("--self-check", action="store_true",
                     help="compare the restated ViT forward with timm's on the CPU first (on in --cpu-smoke)")
@@ -546,7 +546,7 @@ def main():
 
     if args.cpu_smoke:
         args.device, args.batch, args.image_size, args.patch = "cpu", 4, 32, 16
-        args.dim, args.depth, args.heads = args.dim or 64, args.depth or 2, args.heads or 2
+        args.dim, args.depth, args.heads = args.dim or 128, args.depth or 5, args.heads or 2
         args.warmup, args.windows, args.iters = 1, 1, 1
         args.self_check = True
     args.model_overrides = any(v is not None for v in (args.depth, args.dim, args.heads)) \
