@@ -173,8 +173,8 @@ int run_command(const MethodRegistry& registry, const RunArguments& a) {
       if (trials.size() > 1) directory /= fmt::format("trial{}", k);
       ExperimentOutput output{directory.string(), {}};
       if (a.quiet) output.hooks.log = nullptr;
-      fmt::print("== {} on {} ({}){} ==\n", name, config.benchmark.empty() ? config.data.dataset : config.benchmark,
-                 config.data.root,
+      fmt::print("== {} on {}{}{} ==\n", name, config.benchmark.empty() ? config.data.dataset : config.benchmark,
+                 config.data.root.empty() ? "" : fmt::format(" ({})", config.data.root),
                  trials.size() > 1 ? fmt::format(", trial {} of {} (seed {})", k + 1, trials.size(), trial.seed) : "");
       std::fflush(stdout);
       const auto results = run_experiment(registry, trial, output);
