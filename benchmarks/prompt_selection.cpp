@@ -30,6 +30,7 @@
 #include <map>
 #include <string>
 
+#include "clprompt/core/memory.hpp"
 #include "clprompt/core/threads.hpp"
 #include "clprompt/selector/attention_decomposed.hpp"
 #include "clprompt/selector/dualprompt.hpp"
@@ -257,6 +258,7 @@ template <class S>
 void run(benchmark::State& state, const std::function<Work(const typename S::Options&, double, double)>& work,
          const std::function<Prompts(S&, const at::Tensor&)>& variant) {
   configure_threads();
+  keep_freed_memory();
   at::manual_seed(0);
   const int64_t B = state.range(0), D = state.range(1);
   typename S::Options options{};
@@ -283,6 +285,7 @@ void run(benchmark::State& state, const std::function<Work(const typename S::Opt
 
 void run_star(benchmark::State& state, bool einsum) {
   configure_threads();
+  keep_freed_memory();
   at::manual_seed(0);
   const int64_t B = state.range(0), D = state.range(1);
   StarSelector selector({}, dims_for(D), std::make_shared<RandomKeys>());

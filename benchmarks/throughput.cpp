@@ -3,6 +3,7 @@
 // forward for reference. Run:  build/bin/bench_throughput --benchmark_min_time=2
 #include <benchmark/benchmark.h>
 
+#include "clprompt/core/memory.hpp"
 #include "clprompt/core/threads.hpp"
 #include "clprompt/run/run_config.hpp"
 #include "clprompt/optim/trainer.hpp"
@@ -17,6 +18,7 @@ ViTOptions default_backbone() { return embedded_default().backbone; }
 
 void eval_forward(benchmark::State& state, ViTOptions options) {
   configure_threads();
+  keep_freed_memory();
   at::manual_seed(0);
   VisionTransformer vit(options);
   vit.eval();
@@ -30,6 +32,7 @@ void eval_forward(benchmark::State& state, ViTOptions options) {
 
 void train_step(benchmark::State& state, bool train_backbone) {
   configure_threads();
+  keep_freed_memory();
   at::manual_seed(0);
   const auto config = embedded_default();
   auto vit = std::make_shared<VisionTransformer>(config.backbone);

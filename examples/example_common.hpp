@@ -10,6 +10,7 @@
 
 #include <clprompt/backbone/timm_loader.hpp>
 #include <clprompt/core/seed.hpp>
+#include <clprompt/core/memory.hpp>
 #include <clprompt/core/threads.hpp>
 #include <clprompt/data/idx.hpp>
 #include <clprompt/data/scenario.hpp>
@@ -22,6 +23,7 @@ constexpr uint64_t kSeed = 1993;
 
 inline std::shared_ptr<clprompt::VisionTransformer> small_vit(int argc, char** argv) {
   clprompt::configure_threads();
+  clprompt::keep_freed_memory();
   clprompt::seed_everything(kSeed);
   auto vit = std::make_shared<clprompt::VisionTransformer>(clprompt::embedded_default().backbone);
   if (argc > 1) clprompt::load_timm_vit(*vit, argv[1]);

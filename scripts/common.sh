@@ -6,8 +6,11 @@ CLPROMPT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CLPROMPT_BUILD_DIR=${CLPROMPT_BUILD_DIR:-$CLPROMPT_ROOT/build}
 
 # Everything clprompt needs, from Debian 12 (fonts-dejavu-core: the glyph tests' fonts;
-# scripts/pretrain.sh adds the pinned pre-training fonts). libopenblas0-openmp replaces the reference BLAS
-# (~3 GFLOP/s) that LibTorch's sgemm calls otherwise (~100 GFLOP/s with OpenBLAS).
+# scripts/pretrain.sh adds the pinned pre-training fonts). libopenblas0-openmp replaces the
+# reference BLAS (~3 GFLOP/s) that LibTorch's sgemm calls otherwise (~100 GFLOP/s with OpenBLAS).
+# python3-torch (the same LibTorch 1.13) runs the Python ports of the references' steps that
+# benchmarks/python/compare_step.py times clprompt against; CTest checks that they compute what
+# clprompt computes.
 CLPROMPT_PACKAGES=(
   g++ cmake ninja-build pkg-config
   libtorch-dev libopenblas0-openmp
@@ -15,6 +18,7 @@ CLPROMPT_PACKAGES=(
   catch2 libbenchmark-dev
   dataset-fashion-mnist
   fonts-dejavu-core
+  python3-torch
 )
 
 # Debian 12's OpenBLAS (0.3.21) does not recognise recent Xeons (e.g. Sapphire Rapids, reported

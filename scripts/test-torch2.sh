@@ -25,7 +25,8 @@ prefix=$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__
 CLPROMPT_BUILD_DIR=${CLPROMPT_TORCH2_BUILD_DIR:-$CLPROMPT_ROOT/build-torch2}
 # TORCH_CUDA_ARCH_LIST: without a GPU, torch's CMake config would otherwise probe one with nvcc
 # in C++20 mode, which CMake 3.25 cannot pass to nvcc.
-clprompt_configure -DCMAKE_PREFIX_PATH="$prefix" -DTORCH_CUDA_ARCH_LIST=9.0
+# CLPROMPT_COMPARE_PYTHON: the parity test of benchmarks/python/compare_step.py runs the venv's torch.
+clprompt_configure -DCMAKE_PREFIX_PATH="$prefix" -DTORCH_CUDA_ARCH_LIST=9.0 -DCLPROMPT_COMPARE_PYTHON="$venv/bin/python"
 clprompt_build
 cd "$CLPROMPT_BUILD_DIR"
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} ctest --output-on-failure --parallel "$(nproc)" --timeout 900

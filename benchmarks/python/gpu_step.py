@@ -80,8 +80,9 @@ import torch.nn.functional as F
 try:
     import timm
     from timm.models.vision_transformer import VisionTransformer
-except ImportError:  # pragma: no cover
-    sys.exit("gpu_step.py needs timm: pip install timm")
+except ImportError:  # without timm (Debian's python3-torch): its modules restated, same names
+    timm = None
+    from vit_port import VisionTransformer
 
 METHODS = ("finetune", "l2p", "dualprompt", "coda", "slca", "star")
 NUM_TASKS = 10
@@ -220,6 +221,14 @@ class Finetune(Method):
 
 
 class SLCA(Finetune):
+    def __init__(self, vit, num_classes, math_attention):
+        super().__init__(vit, num_classes, math_attention)
+        # convs/vits.py:709-711: a fresh nn.LayerNorm(768) (PyTorch's eps 1e-5) as the final norm
+        vit.norm = nn.LayerNorm(self.dim)
+
+    def loss(self, images, labels):   # models/slca.py: CE over logits[:, known_classes:]
+        return F.cross_entropy(self.class_mask(self.logits(images)), labels)
+
     def optimizer(self):
         return torch.optim.SGD([
             {"params": [p for p in self.vit.parameters() if p.requires_grad], "lr": 1e-4},
@@ -232,6 +241,7 @@ class L2P(Method):
     def __init__(self, vit, num_classes, math_attention, pool=10, length=5, top_k=5, pull=0.1):
         super().__init__(vit, num_classes, math_attention)
         self.pool, self.length, self.top_k, self.pull = pool, length, top_k, pull
+        self.batchwise_eval = True   # batchwise_prompt also votes at evaluation
         self.prompt = uniform(pool, length, self.dim, lo=0.0)  # nn.init.uniform_ default [0, 1)
         self.key = uniform(pool, self.dim, lo=0.0)
 
@@ -239,7 +249,8 @@ class L2P(Method):
         q = unit(self.query(images))                        # [B, D]
         key = unit(self.key)                                # [M, D]
         idx = torch.topk(q @ key.t(), k=self.top_k, dim=1).indices
-        idx = batchwise_vote(idx, self.pool, self.top_k)    # [B, k]
+        if self.training or self.batchwise_eval:
+            idx = batchwise_vote(idx, self.pool, self.top_k)    # [B, k]
         tokens = self.prompt[idx].flatten(1, 2)             # [B, k * L, D]
         x = vit_features(self.vit, images, prompt_tokens=tokens, math_attention=self.math)
         n = tokens.shape[1]
@@ -337,8 +348,8 @@ class CodaPrompt(Method):
     def logits(self, images):
         return self.forward_prompted(images, train=False)
 
-    def loss(self, images, labels):
-        return F.cross_entropy(self.forward_prompted(images, train=True), labels)
+    def loss(self, images, labels):   # learners/prompt.py:28-34: past classes' logits -inf
+        return F.cross_entropy(self.class_mask(self.forward_prompted(images, train=True)), labels)
 
 
 class StarPrompt(Method):
@@ -403,7 +414,8 @@ class StarPrompt(Method):
         return self.forward_prompted(images, train=False)
 
     def loss(self, images, labels):
-        return (F.cross_entropy(self.forward_prompted(images, train=True), labels)
+        # starprompt.py:149-176: past classes' logits -inf
+        return (F.cross_entropy(self.class_mask(self.forward_prompted(images, train=True)), labels)
                 + self.lambda_ortho * self.ortho_loss())
 
 
@@ -446,9 +458,9 @@ def reset_peak(device):
 
 
 def build_vit(args):
-    if args.model_overrides:
-        return VisionTransformer(img_size=args.image_size, patch_size=args.patch, embed_dim=args.dim,
-                                 depth=args.depth, num_heads=args.heads, num_classes=0)
+    if args.model_overrides or timm is None:
+        return VisionTransformer(img_size=args.image_size, patch_size=args.patch, embed_dim=args.dim or 768,
+                                 depth=args.depth or 12, num_heads=args.heads or 12, num_classes=0)
     return timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0,
                              img_size=args.image_size)
 
@@ -456,6 +468,8 @@ def build_vit(args):
 def self_check(args):
     """vit_features without prompts must equal timm's own forward_features (same weights), and a
     zero value residual must change nothing."""
+    if timm is None:
+        return "skipped: no timm (vit_port.py restates it)"
     torch.manual_seed(0)
     vit = build_vit(args).eval()
     x = torch.randn(2, 3, args.image_size, args.image_size)
@@ -569,7 +583,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    env = {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(),
+    env = {"torch": torch.__version__, "timm": timm.__version__ if timm else "none (vit_port.py)", "python": platform.python_version(),
            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
            "float32_matmul_precision": torch.get_float32_matmul_precision(),

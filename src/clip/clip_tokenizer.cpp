@@ -13,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "clprompt/core/json_parse.hpp"
+
 namespace clprompt {
 namespace detail {
 namespace {
@@ -263,7 +265,16 @@ std::string read_file(const std::string& path) {
   std::string data;
   std::array<char, 1 << 16> buffer;
   int n = 0;
-  while ((n = gzread(f, buffer.data(), static_cast<unsigned>(buffer.size()))) > 0) data.append(buffer.data(), n);
+  // Tokenizer files are a few MB (CLIP's: 1.6 MB vocab.json, 1.4 MB of merges); a bound keeps a
+  // corrupt or hostile gzip from inflating into all memory.
+  constexpr std::size_t kMaxBytes = std::size_t{256} << 20;
+  while ((n = gzread(f, buffer.data(), static_cast<unsigned>(buffer.size()))) > 0) {
+    data.append(buffer.data(), n);
+    if (data.size() > kMaxBytes) {
+      gzclose(f);
+      throw TokenizerError(path, fmt::format("more than {} bytes (decompressed): not a tokenizer file", kMaxBytes));
+    }
+  }
   int code = Z_OK;
   std::string message = gzerror(f, &code);
   gzclose(f);
@@ -548,8 +559,17 @@ ClipTokenizer ClipTokenizer::from_openai_bpe(const std::string& bpe_path, ClipTo
 
 ClipTokenizer ClipTokenizer::from_hf_files(const std::string& vocab_json, const std::string& merges_txt,
                                            ClipTokenizerOptions options, std::size_t max_merges) {
-  const auto json = nlohmann::json::parse(detail::read_file(vocab_json), nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded()) throw TokenizerError(vocab_json, "not valid JSON");
+  nlohmann::json json;
+  try {
+    JsonLimits limits;  // {token: id}: one level; CLIP's is ~1.6 MB
+    limits.max_bytes = std::size_t{64} << 20;
+    limits.max_depth = 4;
+    json = parse_json<nlohmann::json>(detail::read_file(vocab_json), limits);
+  } catch (const JsonSyntaxError& e) {
+    throw TokenizerError(vocab_json, fmt::format("not valid JSON: {}", e.what()));
+  } catch (const JsonLimitError& e) {
+    throw TokenizerError(vocab_json, e.what());
+  }
   if (!json.is_object()) throw TokenizerError(vocab_json, "expected a JSON object mapping tokens to ids");
   std::vector<std::pair<std::string, int64_t>> vocab;
   for (auto it = json.begin(); it != json.end(); ++it) {

@@ -43,10 +43,14 @@ std::vector<int64_t> parse_idx_header(const std::vector<uint8_t>& bytes, const s
                                       after, header));
   std::vector<int64_t> dims(ndims);
   uint64_t payload = 1;
+  bool overflow = false;
   for (uint32_t d = 0; d < ndims; ++d) {
     dims[d] = read_be32(bytes.data() + 4 + 4 * d);
-    payload *= static_cast<uint64_t>(dims[d]);
+    overflow = overflow || __builtin_mul_overflow(payload, static_cast<uint64_t>(dims[d]), &payload);
   }
+  if (overflow)
+    throw FileError(path, fmt::format("the header's dimensions {} multiply to more than 2^64 bytes: corrupt header",
+                                      fmt::join(dims, " x ")));
   const uint64_t expected = header + payload;
   if (bytes.size() != expected) {
     const std::string shape = ndims == 3 ? fmt::format("{} images of {}x{}", dims[0], dims[1], dims[2])
@@ -100,6 +104,7 @@ TensorDataset read_idx(const std::string& images_path, const std::string& labels
     throw FileError(labels_path, fmt::format("has {} labels but {} has {} images", ldims[0], images_path, dims[0]));
 
   const int64_t n = dims[0];
+  if (n == 0) throw FileError(images_path, "has no images (its header says 0): an empty split cannot be trained or tested on");
   at::Tensor images = at::empty({n, 1, dims[1], dims[2]}, at::kByte);
   if (images.numel() > 0) std::memcpy(images.data_ptr<uint8_t>(), image_bytes.data() + 16, images.numel());
   at::Tensor labels = at::empty({n}, at::kLong);

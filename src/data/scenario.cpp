@@ -188,6 +188,22 @@ Scenario::Scenario(std::shared_ptr<const Dataset> train, std::shared_ptr<const D
     }
     return chosen;
   };
+  // Every class must be in every split: a class without training images is never learnt and one
+  // without test images leaves its task's accuracy undefined, both silently. Named here.
+  const auto require_every_class = [&](const std::vector<int64_t>& labels, const std::vector<bool>& chosen,
+                                       const Dataset& dataset, const char* split) {
+    std::vector<int64_t> count(static_cast<size_t>(classes), 0);
+    for (size_t i = 0; i < labels.size(); ++i)
+      if (chosen[i]) ++count[static_cast<size_t>(labels[i])];
+    const auto names = dataset.class_names();
+    for (int64_t c = 0; c < classes; ++c) {
+      if (count[static_cast<size_t>(c)] > 0) continue;
+      const int64_t t = task_of_label[static_cast<size_t>(label_map_[static_cast<size_t>(c)])];
+      throw ShapeError(fmt::format("{}: class {}{} (task {}) has no {} images, so task {} cannot be {}", dataset.description(),
+                                   c, static_cast<size_t>(c) < names.size() ? fmt::format(" ('{}')", names[static_cast<size_t>(c)]) : "",
+                                   t + 1, split, t + 1, std::string_view(split) == "training" ? "trained" : "evaluated"));
+    }
+  };
   const std::vector<int64_t> train_labels = checked_labels(*train_, classes);
   if (options_.validation_per_class > 0) {
     // Model selection without the test split: validation images are carved out of the training
@@ -202,13 +218,19 @@ Scenario::Scenario(std::shared_ptr<const Dataset> train, std::shared_ptr<const D
     auto held = assign(train_labels, nullptr, options_.validation_per_class, validation_subsample_stream,
                        &Task::test_indices);
     held.flip();
-    assign(train_labels, &held, options_.train_per_class, train_subsample_stream, &Task::train_indices);
+    require_every_class(train_labels, assign(train_labels, &held, options_.train_per_class, train_subsample_stream,
+                                             &Task::train_indices),
+                        *train_, "training");
     test_ = train_;
     return;
   }
-  assign(train_labels, nullptr, options_.train_per_class, train_subsample_stream, &Task::train_indices);
-  assign(checked_labels(*test_, classes), nullptr, options_.test_per_class, test_subsample_stream,
-         &Task::test_indices);
+  require_every_class(train_labels,
+                      assign(train_labels, nullptr, options_.train_per_class, train_subsample_stream, &Task::train_indices),
+                      *train_, "training");
+  const std::vector<int64_t> test_labels = checked_labels(*test_, classes);
+  require_every_class(test_labels,
+                      assign(test_labels, nullptr, options_.test_per_class, test_subsample_stream, &Task::test_indices),
+                      *test_, "test");
 }
 
 const Task& Scenario::task(int64_t t) const {

@@ -52,27 +52,41 @@ std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const std::s
   InflateGuard guard{&zs};
   std::vector<uint8_t> out;
   // The gzip trailer stores the uncompressed size modulo 2^32: a good first guess, capped by
-  // deflate's best ratio (about 1032:1) so a corrupt trailer cannot reserve gigabytes.
+  // deflate's best ratio (about 1032:1) so a corrupt trailer cannot reserve gigabytes. It also
+  // bounds the output: more than it claims (or 256 MiB when it claims less) is a corrupt file or
+  // a decompression bomb, refused before it fills memory. Outputs of 4 GiB and more are refused
+  // (the trailer could not describe them). The trailer describes the file's last gzip member
+  // only: once a second member begins the bound becomes 4 GiB, but a first member larger than
+  // both 256 MiB and the last member is refused (`cat big.gz small.gz`; recompress such a file).
+  const size_t hard_limit = (size_t{1} << 32) - 1;
+  size_t claimed = 0, limit = hard_limit;
   if (compressed.size() >= 18) {
     const uint8_t* t = compressed.data() + compressed.size() - 4;
-    const size_t isize = static_cast<size_t>(t[0]) | static_cast<size_t>(t[1]) << 8 |
-                         static_cast<size_t>(t[2]) << 16 | static_cast<size_t>(t[3]) << 24;
-    out.reserve(std::min(isize, compressed.size() * 1032) + (1u << 16));
+    claimed = static_cast<size_t>(t[0]) | static_cast<size_t>(t[1]) << 8 | static_cast<size_t>(t[2]) << 16 |
+              static_cast<size_t>(t[3]) << 24;
+    limit = std::max<size_t>(claimed, size_t{256} << 20);
+    out.reserve(std::min(claimed, compressed.size() * 1032) + (1u << 16));
   }
   zs.next_in = const_cast<Bytef*>(compressed.data());
   zs.avail_in = static_cast<uInt>(compressed.size());
   size_t produced = 0;
   for (;;) {
-    if (out.size() - produced < (1u << 16)) out.resize(std::max<size_t>(out.capacity(), produced + (1u << 20)));
+    if (out.size() - produced < (1u << 16))
+      out.resize(std::min(std::max<size_t>(out.capacity(), produced + (1u << 20)), limit + (1u << 16)));
     const size_t room = std::min<size_t>(out.size() - produced, std::numeric_limits<uInt>::max());
     zs.next_out = out.data() + produced;
     zs.avail_out = static_cast<uInt>(room);
     const int ret = inflate(&zs, Z_NO_FLUSH);
     produced += room - zs.avail_out;
+    if (produced > limit)
+      throw FileError(path, fmt::format("inflates to more than {} bytes although its gzip trailer claims {} (the "
+                                        "last member's size): corrupt, or a decompression bomb",
+                                        limit, claimed));
     if (ret == Z_STREAM_END) {
       // Concatenated members (as `cat a.gz b.gz` makes) decompress to the concatenation.
       if (zs.avail_in >= 2 && has_gzip_magic(zs.next_in, zs.avail_in)) {
         inflateReset(&zs);
+        limit = hard_limit;
         continue;
       }
       break;

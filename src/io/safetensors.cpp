@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "clprompt/core/error.hpp"
+#include "clprompt/core/json_parse.hpp"
 #include "clprompt/io/atomic_file.hpp"
 #include "clprompt/io/safetensors.hpp"
 
@@ -84,10 +85,17 @@ Json parse_header(const std::string& path, const std::string& text) {
     return true;
   };
   Json header;
+  // A header is {name: {dtype, shape: [...], data_offsets: [...]}, "__metadata__": {key: text}}:
+  // three levels. Its size is bounded by the format (100 MB) before it is read.
+  JsonLimits limits;
+  limits.max_bytes = text.size();
+  limits.max_depth = 8;
   try {
-    header = Json::parse(text, callback);
-  } catch (const Json::exception& e) {
+    header = parse_json<Json>(text, limits, callback);
+  } catch (const JsonSyntaxError& e) {
     throw FileError(path, fmt::format("safetensors header is not valid JSON: {}", e.what()));
+  } catch (const JsonLimitError& e) {
+    throw FileError(path, fmt::format("safetensors header: {}", e.what()));
   }
   if (!duplicate.empty()) throw FileError(path, fmt::format("safetensors header has the key '{}' twice", duplicate));
   if (!header.is_object())

@@ -14,6 +14,7 @@
 
 #include "clprompt/core/device.hpp"
 #include "clprompt/core/seed.hpp"
+#include "clprompt/core/memory.hpp"
 #include "clprompt/core/threads.hpp"
 #include "clprompt/io/atomic_file.hpp"
 #include "clprompt/io/safetensors.hpp"
@@ -26,7 +27,8 @@ namespace clprompt {
 
 void PretrainConfig::validate(const std::string& path) const {
   require_option(seed >= 0, path, "seed", "must be >= 0");
-  require_option(threads >= 0, path, "threads", "must be >= 0 (0 = all cores)");
+  require_option(threads >= 0 && threads <= kMaxThreads, path, "threads",
+                 fmt::format("must be in [0, {}] (0 = all cores), got {}", kMaxThreads, threads));
   require_option(validation_fraction > 0 && validation_fraction < 1, path, "validation_fraction",
                  "must be in (0, 1)");
   require_option(validation_variants > 0, path, "validation_variants", "must be positive");
@@ -168,6 +170,7 @@ PretrainResult pretrain(const PretrainConfig& config, const std::string& out_dir
     if (hooks.log) hooks.log(line);
   };
   const int threads = configure_threads(static_cast<int>(config.threads));
+  keep_freed_memory();
   const auto device = resolve_device(config.device);
   std::error_code ec;
   fs::create_directories(out_dir, ec);

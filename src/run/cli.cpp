@@ -8,12 +8,17 @@
 #include <stdexcept>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <new>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <vector>
 
+#include <c10/util/Exception.h>
 #include <fmt/format.h>
 
+#include "clprompt/core/json_parse.hpp"
 #include "clprompt/io/svg_plot.hpp"
 #include "clprompt/learn/metrics.hpp"
 #include "clprompt/run/benchmarks.hpp"
@@ -271,12 +276,27 @@ std::string usage_text(const char* program, const CliCommands& extra) {
 
 Json read_config_file(const std::string& path) {
   if (path.empty()) return Json::object();
-  std::ifstream in(path);
+  // A directory, a FIFO (which would block) or a device is refused before it is opened.
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory)
+    throw FileError(path, "cannot open the configuration file: " + ec.message());
+  if (!std::filesystem::exists(status)) throw FileError(path, "cannot open the configuration file: no such file");
+  if (!std::filesystem::is_regular_file(status))
+    throw FileError(path, "the configuration must be a regular JSON file (this is a directory, FIFO or device)");
+  const JsonLimits limits;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (!ec && size > limits.max_bytes)
+    throw FileError(path, fmt::format("{} bytes: larger than any configuration ({} bytes at most)", size, limits.max_bytes));
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw FileError(path, "cannot open the configuration file");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   try {
-    return Json::parse(in);
-  } catch (const Json::parse_error& e) {
+    return parse_json<Json>(text, limits);
+  } catch (const JsonSyntaxError& e) {
     throw FileError(path, fmt::format("not valid JSON: {}", e.what()));
+  } catch (const JsonLimitError& e) {
+    throw FileError(path, e.what());
   }
 }
 
@@ -309,7 +329,22 @@ int run_cli(int argc, char** argv, const MethodRegistry& registry, const CliComm
     fmt::print(stderr, "{}: {}\n{}", program, e.what(), usage);
     return 2;
   } catch (const Error& e) {
-    fmt::print(stderr, "{}: error: {}\n", program, e.what());
+    fmt::print(stderr, "{}: error: {}\n", program, brief(e.what(), 2000));
+    return 1;
+  } catch (const c10::Error& e) {
+    // LibTorch's own checks (an allocation that cannot be served, a kernel's argument check): its
+    // message without the C++ stack trace.
+    fmt::print(stderr, "{}: error: LibTorch: {}\n", program, brief(e.what_without_backtrace(), 2000));
+    return 1;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "{}: error: out of memory (a configured size needs more memory than this machine has)\n",
+               program);
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "{}: error: {}\n", program, brief(e.what(), 2000));
+    return 1;
+  } catch (...) {
+    fmt::print(stderr, "{}: error: an unknown exception\n", program);
     return 1;
   }
 }

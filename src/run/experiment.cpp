@@ -2,18 +2,24 @@
 // configuration resolution through the method registry, and the run itself.
 #include "clprompt/run/experiment.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <unistd.h>
 
 #include <fmt/format.h>
 
 #include "clprompt/backbone/builtin_weights.hpp"
 #include "clprompt/backbone/timm_loader.hpp"
 #include "clprompt/core/seed.hpp"
+#include "clprompt/core/json_parse.hpp"
+#include "clprompt/core/memory.hpp"
 #include "clprompt/core/threads.hpp"
 #include "clprompt/io/atomic_file.hpp"
 #include "clprompt/io/svg_plot.hpp"
@@ -210,22 +216,29 @@ RunConfig resolve_config(const MethodRegistry& registry, const std::string& meth
 Json parse_override(const std::string& assignment) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0)
-    throw ConfigError(assignment, "an override must look like field.subfield=value, e.g. train.lr=0.01");
+    throw ConfigError(brief(assignment), "an override must look like field.subfield=value, e.g. train.lr=0.01");
   const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
-  Json value = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) value = text;
-  Json patch = value;
-  std::size_t end = key.size();
-  while (true) {
-    const auto dot = key.rfind('.', end - 1);
-    const std::string part = key.substr(dot == std::string::npos ? 0 : dot + 1,
-                                        end - (dot == std::string::npos ? 0 : dot + 1));
-    if (part.empty()) throw ConfigError(key, "empty field name in override");
-    patch = Json{{part, patch}};
+  std::vector<std::string> parts;
+  for (std::size_t begin = 0;;) {
+    const auto dot = key.find('.', begin);
+    parts.push_back(key.substr(begin, dot == std::string::npos ? std::string::npos : dot - begin));
+    if (parts.back().empty())
+      throw ConfigError(brief(key), "empty field name in the override's path (expected field.subfield=value)");
     if (dot == std::string::npos) break;
-    end = dot;
+    begin = dot + 1;
   }
-  return patch;
+  if (parts.size() > 32)  // the patch nests once per part; no configuration is this deep
+    throw ConfigError(brief(key), fmt::format("a field path of {} parts; configurations nest at most 32 deep", parts.size()));
+  Json value;
+  try {
+    value = parse_json<Json>(text);
+  } catch (const JsonSyntaxError&) {
+    value = text;  // not JSON: the text itself, e.g. --set data.root=/data
+  } catch (const JsonLimitError& e) {
+    throw ConfigError(brief(key), e.what());
+  }
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) value = Json{{*it, std::move(value)}};
+  return value;
 }
 
 std::string run_name(const MethodRegistry& registry, const RunConfig& config) {
@@ -246,6 +259,39 @@ std::vector<RunConfig> trial_configs(const RunConfig& config) {
   return out;
 }
 
+namespace {
+
+/// Sizes whose tensors cannot fit in this machine's memory are refused by name, with the computed
+/// size, before anything is allocated (otherwise LibTorch's allocator fails mid-run).
+void require_sizes_fit(const RunConfig& config) {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return;
+  const double memory = static_cast<double>(pages) * static_cast<double>(page);
+  auto require = [&](double bytes, const std::string& field, const std::string& what) {
+    if (bytes > memory)
+      throw ConfigError(field, fmt::format("{} needs {:.1f} GB, more than this machine's {:.1f} GB of memory", what,
+                                           bytes / 1e9, memory / 1e9));
+  };
+  const auto& b = config.backbone;
+  const double batch = static_cast<double>(std::max(config.train.batch_size, config.train.eval_batch_size));
+  for (const auto& [field, side] : {std::pair{"transform.size", config.transform.size},
+                                    std::pair{"transform.train_resize", config.transform.train_resize},
+                                    std::pair{"transform.test_resize", config.transform.test_resize},
+                                    std::pair{"backbone.image_size", b.image_size}}) {
+    const double s = static_cast<double>(side);
+    require(batch * 3.0 * s * s * 4.0, field, fmt::format("a batch of {} images of {} x {} pixels", batch, side, side));
+  }
+  const double D = static_cast<double>(b.embed_dim), tokens = static_cast<double>(b.num_patches() + 1);
+  require(4.0 * tokens * D * batch, "backbone.image_size",
+          fmt::format("a batch of {} sequences of {} tokens of width {}", batch, tokens, b.embed_dim));
+  const double per_block = (4.0 + 2.0 * b.mlp_ratio) * D * D;  // qkv + proj + the MLP's two layers
+  const double parameters = static_cast<double>(b.depth) * per_block;
+  require(4.0 * parameters, "backbone.embed_dim",
+          fmt::format("a ViT of width {} and depth {} ({:.3g} parameters)", b.embed_dim, b.depth, parameters));
+}
+
+}  // namespace
+
 Results run_experiment(const MethodRegistry& registry, const RunConfig& config, const ExperimentOutput& output) {
   const MethodEntry& entry = registry.at(config.method);
   if (!config.benchmark.empty()) {
@@ -263,12 +309,27 @@ Results run_experiment(const MethodRegistry& registry, const RunConfig& config, 
     throw ConfigError("data.root", fmt::format("must name the {} directory (--data DIR)", config.data.dataset));
   entry.check(config.method_options, "method_options", config.head, config.head_options, "head_options",
               setting_of(config));
+  require_sizes_fit(config);
   const int threads = configure_threads(static_cast<int>(config.threads));
+  keep_freed_memory();
   seed_everything(static_cast<uint64_t>(config.seed));
   if (!output.directory.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(output.directory, ec);
     if (ec) throw FileError(output.directory, "cannot create the output directory: " + ec.message());
+    // A read-only directory (or a full disk) is found now, not when the first results are written.
+    const auto probe = (std::filesystem::path(output.directory) / ".clprompt-write-test").string();
+    {
+      std::ofstream out(probe, std::ios::binary);
+      out << "clprompt";
+      out.flush();
+      if (!out) {
+        std::filesystem::remove(probe, ec);
+        throw FileError(output.directory, "the output directory is not writable (read-only, no permission or full "
+                                          "disk); results could not be saved");
+      }
+    }
+    std::filesystem::remove(probe, ec);
   }
   auto [train, test] = load_datasets(config.data);
   Scenario scenario(train, test, config.scenario, static_cast<uint64_t>(config.seed), "scenario");

@@ -3,6 +3,7 @@
 // and says what was expected, so a user can fix the input without reading the source.
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include <c10/core/ScalarType.h>
 #include <fmt/format.h>
@@ -18,6 +19,13 @@ struct fmt::formatter<c10::ScalarType> : fmt::formatter<std::string_view> {
 };
 
 namespace clprompt {
+
+/// `text` as echoed in an error message: at most `max` characters, the rest elided with its
+/// length (a 50 MB configuration value must not become a 50 MB message).
+inline std::string brief(std::string_view text, std::size_t max = 120) {
+  if (text.size() <= max) return std::string(text);
+  return fmt::format("{}... ({} characters)", text.substr(0, max), text.size());
+}
 
 /// Base class of every error clprompt throws.
 class Error : public std::runtime_error {

@@ -20,6 +20,7 @@
 #include <array>
 #include <concepts>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -166,7 +167,7 @@ void write_fields(const T& options, Json& j) {
 template <ReflectedOptions T>
 void read_options(const Json& j, T& options, const std::string& path = "") {
   if (!j.is_object())
-    throw ConfigError(path.empty() ? "<root>" : path, fmt::format("expected an object, got {}", j.dump()));
+    throw ConfigError(path.empty() ? "<root>" : path, fmt::format("expected an object, got {}", brief(j.dump())));
   std::vector<std::string> names;
   detail::collect_field_names<T>(names);
   for (const auto& [key, value] : j.items())
@@ -198,7 +199,7 @@ namespace detail {
 template <class T>
 void read_value(const Json& j, T& out, const std::string& path) {
   auto mismatch = [&] {
-    throw ConfigError(path, fmt::format("expected {}, got {}", type_name<T>(), j.dump()));
+    throw ConfigError(path, fmt::format("expected {}, got {}", type_name<T>(), brief(j.dump())));
   };
   if constexpr (std::is_same_v<T, Json>) {
     out = j;  // free-form: parsed later by whoever owns it
@@ -207,6 +208,13 @@ void read_value(const Json& j, T& out, const std::string& path) {
     out = j.get<bool>();
   } else if constexpr (std::is_integral_v<T>) {
     if (!j.is_number_integer()) mismatch();
+    // In range of T, never wrapped (threads = 4294967297 must not become 1).
+    const bool fits = j.is_number_unsigned()
+                          ? j.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                          : std::in_range<T>(j.get<int64_t>());
+    if (!fits)
+      throw ConfigError(path, fmt::format("{} is out of range for {} ([{}, {}])", brief(j.dump()), type_name<T>(),
+                                          std::numeric_limits<T>::min(), std::numeric_limits<T>::max()));
     out = j.get<T>();
   } else if constexpr (std::is_floating_point_v<T>) {
     if (!j.is_number()) mismatch();
@@ -225,7 +233,7 @@ void read_value(const Json& j, T& out, const std::string& path) {
       }
       names += (names.empty() ? "" : ", ") + std::string(name);
     }
-    throw ConfigError(path, fmt::format("unknown value '{}'; expected one of: {}", text, names));
+    throw ConfigError(path, fmt::format("unknown value '{}'; expected one of: {}", brief(text), names));
   } else if constexpr (IsVector<T>::value) {
     if (!j.is_array()) mismatch();
     T values(j.size());

@@ -156,6 +156,7 @@ class ContinualModel : public torch::nn::Module {
 
   /// The training objective: the head's loss plus the selector's auxiliary loss.
   at::Tensor loss(const ModelOutput& output, const at::Tensor& targets, const TaskContext& ctx) {
+    NvtxRange range("loss");
     auto loss = head_->loss(output.logits, targets, ctx);
     return output.aux_loss.defined() ? loss + output.aux_loss : loss;
   }

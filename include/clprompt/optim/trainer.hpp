@@ -128,17 +128,18 @@ class Trainer {
     if (optimizer_ || update_) {
       if (optimizer_) optimizer_->zero_grad();
       else for (auto& p : params_) p.mutable_grad() = at::Tensor();
-      NvtxRange range("backward and step");
-      if (scaler_) {
-        scaler_->scaled(loss).backward();
-        const bool finite = scaler_->unscale(params_);
-        if (finite) {
-          if (clip_grad_norm_ > 0) torch::nn::utils::clip_grad_norm_(params_, clip_grad_norm_);
-          if (optimizer_) optimizer_->step();
-          else update_(lr_);
+      bool finite = true;
+      {
+        NvtxRange range("backward");
+        if (scaler_) {
+          scaler_->scaled(loss).backward();
+          finite = scaler_->unscale(params_);
+        } else {
+          loss.backward();
         }
-      } else {
-        loss.backward();
+      }
+      if (finite) {
+        NvtxRange range("optimiser step");
         if (clip_grad_norm_ > 0) torch::nn::utils::clip_grad_norm_(params_, clip_grad_norm_);
         if (optimizer_) optimizer_->step();
         else update_(lr_);

@@ -9,6 +9,7 @@
 #include "clprompt/backbone/vit.hpp"
 #include "clprompt/core/device.hpp"
 #include "clprompt/core/options.hpp"
+#include "clprompt/core/threads.hpp"
 #include "clprompt/data/data_options.hpp"
 #include "clprompt/data/scenario.hpp"
 #include "clprompt/data/transforms.hpp"
@@ -61,7 +62,8 @@ struct RunConfig {
   }
   void validate(const std::string& path) const {
     require_option(seed >= 0, path, "seed", "must be >= 0");
-    require_option(threads >= 0, path, "threads", "must be >= 0 (0 = all cores)");
+    require_option(threads >= 0 && threads <= kMaxThreads, path, "threads",
+                   fmt::format("must be in [0, {}] (0 = all cores), got {}", kMaxThreads, threads));
     require_option(method_options.is_object(), path, "method_options", "must be an object");
     require_option(head_options.is_object(), path, "head_options", "must be an object");
     (void)resolve_device(device, path.empty() ? "device" : path + ".device");
