@@ -209,7 +209,6 @@ def parity(name, m, worker, tmp):
 # ---------------------------------------------------------------------------------------------
 def python_steps(name, m, T, args):
     opt = m.optimizer()
-    trainable = m.trainable()
     images, labels = T["input.train_images"], T["input.train_labels"]
     eval_images = T["input.eval_images"]
 
@@ -217,12 +216,7 @@ def python_steps(name, m, T, args):
         if name == "star":
             m.clip_query = T[f"input.clip_query.{images.shape[0]}"]
         m.train()
-        opt.zero_grad(set_to_none=True)
-        loss = m.loss(images, labels)
-        loss.backward()
-        if m.clip_grad is not None:
-            torch.nn.utils.clip_grad_norm_(trainable, m.clip_grad)
-        opt.step()
+        m.train_step(opt, images, labels)
 
     def evaluate():
         if name == "star":

@@ -66,6 +66,7 @@ Peak memory per phase counts everything alive then: the evaluation peak includes
 the optimizer state left from the training phase of the same method and precision.
 """
 import argparse
+import contextlib
 import gc
 import json
 import platform
@@ -205,6 +206,16 @@ class Method(nn.Module):
 
     def optimizer(self):
         return torch.optim.Adam(self.trainable(), lr=1e-3)
+
+    def train_step(self, opt, images, labels, autocast=contextlib.nullcontext):
+        """One optimiser step as the reference trains: loss, backward, clipping where it clips."""
+        opt.zero_grad(set_to_none=True)
+        with autocast():
+            loss = self.loss(images, labels)
+        loss.backward()
+        if self.clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(self.trainable(), self.clip_grad)
+        opt.step()
 
 
 class Finetune(Method):
@@ -499,13 +510,7 @@ def run_method(name, precision, args, device):
     trainable = method.trainable()
 
     def train_step():
-        opt.zero_grad(set_to_none=True)
-        with autocast():
-            loss = method.loss(images, labels)
-        loss.backward()
-        if method.clip_grad is not None:
-            torch.nn.utils.clip_grad_norm_(trainable, method.clip_grad)
-        opt.step()
+        method.train_step(opt, images, labels, autocast)
 
     def eval_step():
         with torch.no_grad(), autocast():
