@@ -565,9 +565,7 @@ ClipTokenizer ClipTokenizer::from_hf_files(const std::string& vocab_json, const 
     limits.max_bytes = std::size_t{64} << 20;
     limits.max_depth = 4;
     json = parse_json<nlohmann::json>(detail::read_file(vocab_json), limits);
-  } catch (const JsonSyntaxError& e) {
-    throw TokenizerError(vocab_json, fmt::format("not valid JSON: {}", e.what()));
-  } catch (const JsonLimitError& e) {
+  } catch (const JsonError& e) {
     throw TokenizerError(vocab_json, e.what());
   }
   if (!json.is_object()) throw TokenizerError(vocab_json, "expected a JSON object mapping tokens to ids");

@@ -92,9 +92,7 @@ Json parse_header(const std::string& path, const std::string& text) {
   limits.max_depth = 8;
   try {
     header = parse_json<Json>(text, limits, callback);
-  } catch (const JsonSyntaxError& e) {
-    throw FileError(path, fmt::format("safetensors header is not valid JSON: {}", e.what()));
-  } catch (const JsonLimitError& e) {
+  } catch (const JsonError& e) {
     throw FileError(path, fmt::format("safetensors header: {}", e.what()));
   }
   if (!duplicate.empty()) throw FileError(path, fmt::format("safetensors header has the key '{}' twice", duplicate));

@@ -293,9 +293,7 @@ Json read_config_file(const std::string& path) {
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   try {
     return parse_json<Json>(text, limits);
-  } catch (const JsonSyntaxError& e) {
-    throw FileError(path, fmt::format("not valid JSON: {}", e.what()));
-  } catch (const JsonLimitError& e) {
+  } catch (const JsonError& e) {
     throw FileError(path, e.what());
   }
 }

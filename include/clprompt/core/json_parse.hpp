@@ -21,21 +21,28 @@ struct JsonLimits {
   int max_depth = 64;                             ///< nesting of objects and arrays
 };
 
-/// Not JSON (the parser's message says where).
-class JsonSyntaxError : public Error {
+/// Text refused by parse_json; the message says why, without the file or field (the caller's
+/// error adds it).
+class JsonError : public Error {
  public:
   using Error::Error;
 };
 
-/// JSON over a JsonLimits bound; refused before or while parsing.
-class JsonLimitError : public Error {
+/// Not JSON: "not valid JSON: " and the parser's message, which says where.
+class JsonSyntaxError : public JsonError {
  public:
-  using Error::Error;
+  using JsonError::JsonError;
+};
+
+/// JSON over a JsonLimits bound; refused before or while parsing.
+class JsonLimitError : public JsonError {
+ public:
+  using JsonError::JsonError;
 };
 
 /// Parses `text` under `limits`; `callback` (nlohmann's parser_callback_t signature, may be null)
 /// sees every event after the depth check. Throws JsonLimitError or JsonSyntaxError (numbers
-/// out of range, such as 1e400, included); the caller adds which file or field it was.
+/// out of range, such as 1e400, included), both JsonErrors; the caller adds which file or field it was.
 template <class J>
 J parse_json(std::string_view text, const JsonLimits& limits = {}, typename J::parser_callback_t callback = nullptr) {
   if (text.size() > limits.max_bytes)
@@ -48,7 +55,7 @@ J parse_json(std::string_view text, const JsonLimits& limits = {}, typename J::p
   try {
     return J::parse(text, bounded);
   } catch (const typename J::exception& e) {
-    throw JsonSyntaxError(e.what());
+    throw JsonSyntaxError(fmt::format("not valid JSON: {}", e.what()));
   }
 }
 
