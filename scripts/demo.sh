@@ -8,4 +8,4 @@ clprompt_install_packages
 clprompt_configure
 clprompt_build --target clprompt_cli
 cd "$CLPROMPT_ROOT"
-exec "$CLPROMPT_BUILD_DIR/bin/clprompt" run --method finetune,coda-prompt --out results/demo "$@"
+exec "$CLPROMPT_BUILD_DIR/bin/clprompt" run --method finetune,coda-prompt --out results/demo --overwrite "$@"

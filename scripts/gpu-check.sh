@@ -80,7 +80,7 @@ data_root=/usr/share/datasets/fashion-mnist
 [[ -d .gpu-data ]] && data_root=$ROOT/.gpu-data
 final() {
   OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} "$BUILD/bin/clprompt" run --method coda-prompt --set data.root="$data_root" \
-    --set device="$1" --set save_checkpoint=false "${coda_args[@]}" --out "$OUTDIR/coda-$1" --quiet >/dev/null
+    --set device="$1" --set save_checkpoint=false "${coda_args[@]}" --out "$OUTDIR/coda-$1" --overwrite --quiet >/dev/null
   "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['final_average_accuracy'])" \
     "$OUTDIR/coda-$1/coda-prompt/results.json"
 }

@@ -1,9 +1,12 @@
 #pragma once
 // Helpers shared by the tests.
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -11,6 +14,7 @@
 #include <unistd.h>
 
 #include "clprompt/backbone/vit.hpp"
+#include "clprompt/core/error.hpp"
 #include "clprompt/core/seed.hpp"
 #include "clprompt/data/dataset.hpp"
 #include "clprompt/io/file_bytes.hpp"
@@ -18,6 +22,21 @@
 #include "clprompt/core/task_context.hpp"
 
 namespace clprompt::test {
+
+using Bytes = std::vector<uint8_t>;
+
+/// Writes `bytes` to `path`, creating its directory; throws when it cannot.
+inline void write_file(const std::string& path, const Bytes& bytes) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("test: cannot write " + path);
+}
+
+/// Appends v big-endian (IDX headers, PNG chunks).
+inline void put_be32(Bytes& b, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) b.push_back(static_cast<uint8_t>(v >> shift));
+}
 
 /// A fresh directory under the system temp dir, removed with its contents at scope exit.
 class TempDir {
@@ -78,6 +97,9 @@ std::string error_message(F&& f) {
   }
   return "no error";
 }
+
+/// The message of the FileError f throws ("" when none).
+inline std::string file_error(const std::function<void()>& f) { return error_message<FileError>(f); }
 
 /// 8x8 grey images whose class is visible in every patch: class c is its own random texture
 /// plus noise. (Neither position nor brightness alone would do: a randomly initialised ViT's

@@ -87,11 +87,6 @@ fs::path cifar_directory(const std::string& directory, const char* probe, const 
   return directory;
 }
 
-void require_file(const fs::path& path, const char* expected) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) throw FileError(path.string(), fmt::format("not found; expected {}", expected));
-}
-
 const char* cifar100_format(CifarLabel label) {
   return label == CifarLabel::fine ? "CIFAR-100 binary (fine labels)" : "CIFAR-100 binary (coarse labels)";
 }
@@ -110,7 +105,7 @@ TensorDataset read_cifar100_binary(const std::string& path, CifarLabel label) {
 TensorDataset load_cifar100(const std::string& directory, Split split, CifarLabel label) {
   const fs::path dir = cifar_directory(directory, "train.bin", "cifar-100-binary");
   const fs::path file = dir / (split == Split::train ? "train.bin" : "test.bin");
-  require_file(file, "the CIFAR-100 binary version (train.bin, test.bin)");
+  detail::require_data_file(file.string(), "the CIFAR-100 binary version (train.bin, test.bin)");
   const int64_t classes = label == CifarLabel::fine ? 100 : 20;
   CifarRecords records;
   append_cifar_file(file.string(), 2, label == CifarLabel::fine ? 1 : 0, classes, cifar100_format(label), records);
@@ -140,7 +135,7 @@ TensorDataset load_cifar10(const std::string& directory, Split split) {
     files.push_back(dir / "test_batch.bin");
   CifarRecords records;
   for (const fs::path& file : files) {
-    require_file(file, "the CIFAR-10 binary version (data_batch_1.bin ... data_batch_5.bin, test_batch.bin)");
+    detail::require_data_file(file.string(), "the CIFAR-10 binary version (data_batch_1.bin ... data_batch_5.bin, test_batch.bin)");
     append_cifar_file(file.string(), 1, 0, 10, "CIFAR-10 binary", records);
   }
   std::vector<std::string> names = read_class_names(dir / "batches.meta.txt", 10);

@@ -141,11 +141,6 @@ fs::path python_dir(const std::string& root, const char* folder, const char* pro
   return nested;
 }
 
-void require_file(const fs::path& path, const char* expected) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) throw FileError(path.string(), fmt::format("not found; expected {}", expected));
-}
-
 const char* format100(CifarLabel label) {
   return label == CifarLabel::fine ? "CIFAR-100 python (fine labels)" : "CIFAR-100 python (coarse labels)";
 }
@@ -165,7 +160,7 @@ TensorDataset read_cifar100_python(const std::string& path, CifarLabel label, co
 TensorDataset load_cifar100_python(const std::string& root, Split split, CifarLabel label, const PickleLimits& limits) {
   const fs::path dir = python_dir(root, "cifar-100-python", "meta");
   const fs::path file = dir / (split == Split::train ? "train" : "test");
-  require_file(file, "the CIFAR-100 python version (cifar-100-python/train, test, meta, as torchvision downloads it)");
+  detail::require_data_file(file.string(), "the CIFAR-100 python version (cifar-100-python/train, test, meta, as torchvision downloads it)");
   const int64_t classes = label == CifarLabel::fine ? 100 : 20;
   std::vector<Part> parts;
   parts.push_back(read_part(file.string(), label == CifarLabel::fine ? "fine_labels" : "coarse_labels", classes,
@@ -196,7 +191,7 @@ TensorDataset load_cifar10_python(const std::string& root, Split split, const Pi
     files.push_back(dir / "test_batch");
   std::vector<Part> parts;
   for (const fs::path& file : files) {
-    require_file(file, "the CIFAR-10 python version (cifar-10-batches-py/data_batch_1 ... data_batch_5, test_batch, "
+    detail::require_data_file(file.string(), "the CIFAR-10 python version (cifar-10-batches-py/data_batch_1 ... data_batch_5, test_batch, "
                        "batches.meta, as torchvision downloads it)");
     parts.push_back(read_part(file.string(), "labels", 10, "CIFAR-10 python", limits));
   }

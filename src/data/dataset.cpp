@@ -1,11 +1,13 @@
 // Compiled part of include/clprompt/data/dataset.hpp: Dataset, TensorDataset and the shared index checks.
 #include <algorithm>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include "clprompt/core/error.hpp"
 #include "clprompt/data/dataset.hpp"
 
 namespace clprompt {
@@ -100,5 +102,10 @@ std::array<int64_t, 3> TensorDataset::image_shape() const {
   return {images_.size(1), images_.size(2), images_.size(3)};
 }
 
+
+void detail::require_data_file(const std::string& path, const char* expected) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) throw FileError(path, fmt::format("not found; expected {}", expected));
+}
 
 }  // namespace clprompt

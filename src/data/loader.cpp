@@ -92,12 +92,13 @@ Batch Loader::make_batch(int64_t epoch, const std::vector<int64_t>& positions, i
   return batch;
 }
 
-Loader::Epoch Loader::epoch(int64_t epoch) const { return Epoch(*this, epoch); }
+Loader::Epoch Loader::epoch(int64_t epoch, int64_t first_batch) const { return Epoch(*this, epoch, first_batch); }
 
-Loader::Epoch::Epoch(const Loader& loader, int64_t epoch)
+Loader::Epoch::Epoch(const Loader& loader, int64_t epoch, int64_t first_batch)
     : loader_(&loader),
       epoch_(epoch),
       num_batches_(loader.num_batches()),
+      first_batch_(std::max<int64_t>(0, first_batch)),
       order_(std::make_shared<const std::vector<int64_t>>(loader.positions(epoch))) {}
 
 void Loader::Epoch::start(int64_t b) {
@@ -108,8 +109,8 @@ void Loader::Epoch::start(int64_t b) {
 Loader::Epoch::iterator Loader::Epoch::begin() {
   if (started_) throw Error("Loader::Epoch: an epoch is an input range and can be iterated only once");
   started_ = true;
-  position_ = -1;
-  if (num_batches_ > 0) start(0);
+  position_ = first_batch_ - 1;
+  if (first_batch_ < num_batches_) start(first_batch_);
   advance();
   return iterator(this);
 }

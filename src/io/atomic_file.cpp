@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "clprompt/core/error.hpp"
+#include "clprompt/core/fault_injection.hpp"
 #include "clprompt/io/atomic_file.hpp"
 
 namespace clprompt {
@@ -87,6 +88,7 @@ void write_file_atomically(const std::string& path, const std::function<void(std
     }
     out.flush();
     if (!out) throw FileError(path, fmt::format("writing '{}' failed: {}", temp, detail::errno_text(errno)));
+    fault_point("atomic-write");  // tests: killed with the new content written but not in place
     out.close();
     if (!out) throw FileError(path, fmt::format("closing '{}' failed: {}", temp, detail::errno_text(errno)));
   }

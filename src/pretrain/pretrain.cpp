@@ -128,20 +128,6 @@ struct GlyphModel {
   at::Tensor logits(const at::Tensor& images) { return head->forward(vit->forward(images)); }
 };
 
-/// The first dotted path at which two JSON values differ ("" when equal).
-std::string first_difference(const Json& a, const Json& b, const std::string& path) {
-  if (a.is_object() && b.is_object()) {
-    for (const auto& [key, value] : a.items()) {
-      const auto child = path.empty() ? key : path + "." + key;
-      if (!b.contains(key)) return child;
-      if (auto d = first_difference(value, b.at(key), child); !d.empty()) return d;
-    }
-    for (const auto& [key, value] : b.items())
-      if (!a.contains(key)) return path.empty() ? key : path + "." + key;
-    return "";
-  }
-  return a == b ? "" : (path.empty() ? "<root>" : path);
-}
 
 /// The configuration with the fields that may change between a run and its resumption removed.
 Json comparable(const PretrainConfig& c) {
@@ -219,7 +205,7 @@ PretrainResult pretrain(const PretrainConfig& config, const std::string& out_dir
     if (saved.is_discarded()) throw FileError(state_path, "metadata clprompt.pretrain.config is not valid JSON");
     // save_state() stores comparable(config), so both sides leave out the fields that may change.
     const auto& saved_config = saved;
-    if (const auto field = first_difference(saved_config, comparable(config), ""); !field.empty())
+    if (const auto field = first_difference(saved_config, comparable(config)); !field.empty())
       throw ConfigError(field, fmt::format("differs from the checkpoint {} (checkpoint: {}); resume with the same "
                                            "configuration or start a new output directory",
                                            state_path, saved_config.contains(field) ? saved_config.at(field).dump() : "see file"));

@@ -2,6 +2,8 @@
 #include "clprompt/run/cli.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -18,6 +20,7 @@
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
+#include "clprompt/core/interrupt.hpp"
 #include "clprompt/core/json_parse.hpp"
 #include "clprompt/io/svg_plot.hpp"
 #include "clprompt/learn/metrics.hpp"
@@ -30,6 +33,7 @@ namespace {
 constexpr const char* kUsage = R"(usage:
   {0} run [--method NAME[,NAME...]] [--benchmark NAME --data DIR --pretrained FILE] [--config FILE.json]
           [--set FIELD=VALUE]... [--head KIND | --align] [--clip DIR] [--out DIR] [--quiet]
+          [--resume | --overwrite] [--checkpoint-every STEPS]
   {0} config [--method NAME] [--benchmark NAME] [--config FILE.json] [--set FIELD=VALUE]... [--head KIND | --align]
   {0} methods [--json]
 {1}
@@ -53,6 +57,11 @@ alignment (options under head_options.alignment and .logit_norm); --align is --h
 (model.safetensors from Hugging Face's openai/clip-vit-base-patch16, or an open_clip/OpenAI-named
 *.safetensors) and the tokenizer (vocab.json + merges.txt, or bpe_simple_vocab_16e6.txt.gz). Without it
 star-prompt runs with class-mean prototypes of the backbone and reports as star-prompt-fallback.
+A run directory that holds a run is never overwritten silently: --resume continues a stopped run from
+its checkpoint DIR/<run>/resume.safetensors (written when each task's training starts, at every epoch end,
+every --checkpoint-every training steps and on SIGINT/SIGTERM, which then exit with 130/143) to the results
+an uninterrupted run gives (same configuration; threads and device may change, the numbers then may too),
+and reports a complete run; --overwrite starts it again.
 --set takes a dotted field path and a JSON value, e.g. --set train.lr=0.01 --set scenario.num_tasks=10.
 The thread count is config field 'threads' (0: $OMP_NUM_THREADS, else all cores).
 )";
@@ -69,6 +78,8 @@ struct RunArguments {
   std::string out = "results";
   bool quiet = false;
   bool json = false;
+  ExistingRun existing = ExistingRun::refuse;
+  int64_t checkpoint_every = 0;
 };
 
 /// The flags of run, config and methods; each command accepts only its own.
@@ -117,6 +128,20 @@ RunArguments parse_arguments(const std::string& command, const std::vector<std::
     } else if (arg == "--out") {
       only(run);
       a.out = value();
+    } else if (arg == "--resume" || arg == "--overwrite") {
+      only(run);
+      const auto wanted = arg == "--resume" ? ExistingRun::resume : ExistingRun::overwrite;
+      if (a.existing != ExistingRun::refuse && a.existing != wanted) throw UsageError("--resume and --overwrite exclude each other");
+      a.existing = wanted;
+    } else if (arg == "--checkpoint-every") {
+      only(run);
+      const auto text = value();
+      char* end = nullptr;
+      errno = 0;
+      const long long n = std::strtoll(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0' || errno == ERANGE || n < 0)
+        throw UsageError(fmt::format("--checkpoint-every takes a number of training steps >= 0, got '{}'", brief(text)));
+      a.checkpoint_every = n;
     } else if (arg == "--quiet") {
       only(run);
       a.quiet = true;
@@ -164,6 +189,19 @@ int run_command(const MethodRegistry& registry, const RunArguments& a) {
   // Every configuration is resolved and checked before the first method runs.
   std::vector<RunConfig> configs;
   for (const auto& method : methods) configs.push_back(resolve(registry, a, method));
+  auto directory_of = [&](const RunConfig& config, std::size_t trial, std::size_t trials) {
+    auto directory = std::filesystem::path(a.out) / run_name(registry, config);
+    if (trials > 1) directory /= fmt::format("trial{}", trial);
+    return directory;
+  };
+  // A run directory that holds a run is refused before any method starts (not after the first ran).
+  for (const auto& config : configs) {
+    const auto trials = trial_configs(config);
+    for (std::size_t k = 0; k < trials.size(); ++k)
+      check_run_directory(directory_of(config, k, trials.size()).string(), a.existing);
+  }
+  // SIGINT / SIGTERM: a checkpoint at the next step, then exit 130 / 143 (run_cli).
+  InterruptHandler interrupts;
   AccuracyPlot comparison;
   comparison.title = "accuracy over seen tasks after each task";
   std::vector<Summary> summaries;
@@ -174,9 +212,8 @@ int run_command(const MethodRegistry& registry, const RunArguments& a) {
     Summary summary{name, {}, {}, {}, {}};
     for (std::size_t k = 0; k < trials.size(); ++k) {
       const auto& trial = trials[k];
-      auto directory = std::filesystem::path(a.out) / name;
-      if (trials.size() > 1) directory /= fmt::format("trial{}", k);
-      ExperimentOutput output{directory.string(), {}};
+      const auto directory = directory_of(config, k, trials.size());
+      ExperimentOutput output{directory.string(), {}, a.existing, a.checkpoint_every};
       if (a.quiet) output.hooks.log = nullptr;
       fmt::print("== {} on {}{}{} ==\n", name, config.benchmark.empty() ? config.data.dataset : config.benchmark,
                  config.data.root.empty() ? "" : fmt::format(" ({})", config.data.root),
@@ -326,6 +363,9 @@ int run_cli(int argc, char** argv, const MethodRegistry& registry, const CliComm
   } catch (const UsageError& e) {
     fmt::print(stderr, "{}: {}\n{}", program, e.what(), usage);
     return 2;
+  } catch (const Interrupted& e) {
+    fmt::print(stderr, "{}: {}; `{} run --resume` with the same arguments continues it\n", program, e.what(), program);
+    return e.exit_code();
   } catch (const Error& e) {
     fmt::print(stderr, "{}: error: {}\n", program, brief(e.what(), 2000));
     return 1;

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,6 +24,7 @@
 #include "clprompt/core/memory.hpp"
 #include "clprompt/core/threads.hpp"
 #include "clprompt/io/atomic_file.hpp"
+#include "clprompt/io/file_bytes.hpp"
 #include "clprompt/io/svg_plot.hpp"
 #include "clprompt/learn/metrics.hpp"
 #include "clprompt/run/benchmarks.hpp"
@@ -290,7 +293,55 @@ void require_sizes_fit(const RunConfig& config) {
           fmt::format("a ViT of width {} and depth {} ({:.3g} parameters)", b.embed_dim, b.depth, parameters));
 }
 
+/// The configuration a resumed run must repeat: everything but where and how fast it runs.
+Json comparable(const Json& resolved) {
+  Json j = resolved;
+  for (const char* key : {"threads", "device", "save_checkpoint"}) j.erase(key);
+  return j;
+}
+
+/// ConfigError naming the first field of `config` that differs from the run in `directory`.
+void require_same_configuration(const Json& recorded, const Json& config, const std::string& file) {
+  if (const auto field = first_difference(comparable(recorded), comparable(config)); !field.empty()) {
+    auto value_at = [&](const Json& root) -> std::string {
+      const Json* node = &root;
+      std::stringstream path(field);
+      for (std::string key; std::getline(path, key, '.');) {
+        if (!node->is_object() || !node->contains(key)) return "absent";
+        node = &node->at(key);
+      }
+      return brief(node->dump());
+    };
+    const auto was = value_at(recorded), now = value_at(config);
+    throw ConfigError(field, fmt::format("differs from the run in {} (there {}, now {}); resume with the same "
+                                         "configuration, or --overwrite / another --out to start a new run",
+                                         file, was, now));
+  }
+}
+
+/// Temporary files of atomic writes that a killed run left behind.
+void remove_stale_temporaries(const std::string& directory) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(directory, ec))
+    if (entry.path().filename().string().find(".tmp-") != std::string::npos) std::filesystem::remove(entry.path(), ec);
+}
+
 }  // namespace
+
+std::string resume_checkpoint_path(const std::string& directory) {
+  return (std::filesystem::path(directory) / "resume.safetensors").string();
+}
+
+void check_run_directory(const std::string& directory, ExistingRun existing) {
+  if (directory.empty() || existing != ExistingRun::refuse) return;
+  for (const auto& file : {resume_checkpoint_path(directory), (std::filesystem::path(directory) / "results.json").string()}) {
+    std::error_code ec;
+    if (std::filesystem::exists(file, ec))
+      throw ConfigError("out", fmt::format("{} holds a run ({}); --resume continues it, --overwrite starts it again, "
+                                           "--out DIR writes elsewhere",
+                                           directory, std::filesystem::path(file).filename().string()));
+  }
+}
 
 Results run_experiment(const MethodRegistry& registry, const RunConfig& config, const ExperimentOutput& output) {
   const MethodEntry& entry = registry.at(config.method);
@@ -310,6 +361,7 @@ Results run_experiment(const MethodRegistry& registry, const RunConfig& config, 
   entry.check(config.method_options, "method_options", config.head, config.head_options, "head_options",
               setting_of(config));
   require_sizes_fit(config);
+  check_run_directory(output.directory, output.existing);
   const int threads = configure_threads(static_cast<int>(config.threads));
   keep_freed_memory();
   seed_everything(static_cast<uint64_t>(config.seed));
@@ -330,6 +382,51 @@ Results run_experiment(const MethodRegistry& registry, const RunConfig& config, 
       }
     }
     std::filesystem::remove(probe, ec);
+  }
+  // An existing run: continued from its checkpoint, reported when complete, or replaced.
+  const auto resolved = write_options(config);
+  std::optional<ResumeState> resume;
+  Json resumed_config;
+  const auto state_path = output.directory.empty() ? std::string() : resume_checkpoint_path(output.directory);
+  const auto results_path = output.directory.empty() ? std::string() : (std::filesystem::path(output.directory) / "results.json").string();
+  if (!output.directory.empty()) {
+    std::error_code ec;
+    remove_stale_temporaries(output.directory);
+    if (output.existing == ExistingRun::overwrite) {
+      std::filesystem::remove(state_path, ec);
+    } else if (output.existing == ExistingRun::resume) {
+      if (std::filesystem::exists(state_path, ec)) {
+        resume = read_resume_checkpoint(state_path);
+        const auto recorded = resume->metadata.find("clprompt.config");
+        if (recorded == resume->metadata.end())
+          throw CheckpointError(state_path + ": the run's configuration (metadata 'clprompt.config') is missing");
+        Json saved;
+        try {
+          saved = parse_json<Json>(recorded->second);
+        } catch (const JsonError& e) {
+          throw CheckpointError(fmt::format("{}: metadata 'clprompt.config': {}", state_path, e.what()));
+        }
+        require_same_configuration(saved, resolved, state_path);
+        resumed_config = saved;
+      } else if (std::filesystem::exists(results_path, ec)) {
+        Results done;
+        try {
+          const auto bytes = detail::read_file_bytes(results_path);
+          done = Results::from_json(parse_json<Json>(std::string(bytes.begin(), bytes.end())));
+        } catch (const JsonError& e) {
+          throw FileError(results_path, e.what());
+        } catch (const Json::exception& e) {
+          throw FileError(results_path, fmt::format("not a clprompt results.json: {}", brief(e.what())));
+        }
+        require_same_configuration(done.config, resolved, results_path);
+        if (!done.complete())
+          throw CheckpointError(fmt::format("{}: {} of {} tasks are done but there is no {} to continue from; "
+                                            "--overwrite starts the run again",
+                                            results_path, done.completed_tasks(), done.num_tasks, state_path));
+        if (output.hooks.log) output.hooks.log(fmt::format("{} is complete; nothing to resume", results_path));
+        return done;
+      }
+    }
   }
   auto [train, test] = load_datasets(config.data);
   Scenario scenario(train, test, config.scenario, static_cast<uint64_t>(config.seed), "scenario");
@@ -353,7 +450,6 @@ Results run_experiment(const MethodRegistry& registry, const RunConfig& config, 
   }
 
   const auto name = entry.run_name(config.method_options, config.head);
-  const auto resolved = write_options(config);
   auto fill = [&](Results r) {
     r.method = name;
     r.threads = threads;
@@ -386,7 +482,25 @@ Results run_experiment(const MethodRegistry& registry, const RunConfig& config, 
     run.checkpoint_path = (std::filesystem::path(output.directory) / "model.safetensors").string();
     run.checkpoint_metadata = {{"clprompt.method", config.method}, {"clprompt.config", resolved.dump()}};
   }
-  return fill(entry.run(run));
+  if (!output.directory.empty()) {
+    run.hooks.checkpoint.path = state_path;
+    run.hooks.checkpoint.every_steps = output.checkpoint_every_steps;
+    run.hooks.checkpoint.metadata = {{"clprompt.method", config.method}, {"clprompt.config", resolved.dump()}};
+  }
+  if (resume) {
+    run.resume = &*resume;
+    // Results carry the notes and times of the whole run, the part before the stop included.
+    for (const char* field : {"threads", "device"})
+      if (const auto was = resumed_config.value(field, Json()); was != resolved.at(field))
+        note(fmt::format("resumed with {} {} instead of {}: the continuation is not bit-identical to an "
+                         "uninterrupted run", field, resolved.at(field).dump(), was.dump()));
+  }
+  auto results = fill(entry.run(run));
+  if (!output.directory.empty()) {
+    std::error_code ec;
+    std::filesystem::remove(state_path, ec);  // complete: results.json and the model are the run's record
+  }
+  return results;
 }
 
 std::string format_summary(const Results& r) {

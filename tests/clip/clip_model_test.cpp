@@ -29,6 +29,7 @@ using clprompt::FileError;
 using clprompt::ShapeError;
 using clprompt::TensorMap;
 using clprompt::test::error_message;
+using clprompt::test::file_error;
 using clprompt::test::TempDir;
 using clprompt::test::tiny_clip_model;
 using clprompt::test::tiny_clip_options;
@@ -37,11 +38,12 @@ using Catch::Matchers::StartsWith;
 
 namespace {
 
-constexpr int64_t kSot = clprompt::test::kTinySot, kEot = clprompt::test::kTinyEot;
+using clprompt::test::kTinyEot;
+using clprompt::test::kTinySot;
 
 // Two padded token rows of different lengths, as ClipTokenizer::tokenize lays them out.
 at::Tensor sample_ids(int64_t length = 16) {
-  std::vector<int64_t> a = {kSot, 72, 320, 515, kEot}, b = {kSot, 5, 300, 301, 302, 303, 17, kEot};
+  std::vector<int64_t> a = {kTinySot, 72, 320, 515, kTinyEot}, b = {kTinySot, 5, 300, 301, 302, 303, 17, kTinyEot};
   a.resize(static_cast<std::size_t>(length), 0);
   b.resize(static_cast<std::size_t>(length), 0);
   return at::stack({at::tensor(a, at::kLong), at::tensor(b, at::kLong)});
@@ -129,7 +131,6 @@ at::Tensor ref_encode_image(ClipModel& model, const at::Tensor& images) {
 }
 
 std::string checkpoint_error(const std::function<void()>& f) { return error_message<CheckpointError>(f); }
-std::string file_error(const std::function<void()>& f) { return error_message<FileError>(f); }
 
 }  // namespace
 
@@ -196,7 +197,7 @@ TEST_CASE("ClipModel's forward matches an independent position-by-position compu
   CHECK(at::allclose(image, ref_encode_image(*model, images), 1e-4, 1e-5));
   // HF pads with <|endoftext|> instead of 0: argmax still pools at the first one.
   auto hf_padded = ids.clone();
-  hf_padded[0].narrow(0, 5, 7).fill_(kEot);
+  hf_padded[0].narrow(0, 5, 7).fill_(kTinyEot);
   CHECK(at::allclose(model->encode_text(hf_padded).select(0, 0), text.select(0, 0), 1e-5, 1e-6));
 }
 
@@ -529,8 +530,8 @@ TEST_CASE("load_clip_directory reads Hugging Face and open_clip directories", "[
     CHECK(clip.naming == ClipNaming::openai);
     CHECK(clip.files.openai_bpe == dir / "bpe_simple_vocab_16e6.txt.gz");
     const auto ids = clip.tokenizer.tokenize("hello world");
-    CHECK(ids.front() == kSot);
-    CHECK(ids[7] == kEot);  // <|startoftext|> hello</w> w o r l d</w> <|endoftext|>
+    CHECK(ids.front() == kTinySot);
+    CHECK(ids[7] == kTinyEot);  // <|startoftext|> hello</w> w o r l d</w> <|endoftext|>
     at::NoGradGuard no_grad;
     CHECK(at::equal(clip.model->encode_text(to_tensor(ids)), model->encode_text(to_tensor(ids))));
   }

@@ -39,7 +39,9 @@ using clprompt::test::write_vocab_json;
 
 // The shared tiny vocabulary (tiny_vocab.hpp): ids 512 + merge rank, then sot 529, eot 530.
 const Strings& kMerges = clprompt::test::kTinyMerges;
-constexpr int64_t kSot = clprompt::test::kTinySot, kEot = clprompt::test::kTinyEot, kHello = 515;
+constexpr int64_t kHello = 515;
+using clprompt::test::kTinyEot;
+using clprompt::test::kTinySot;
 
 ClipTokenizer openai_tokenizer(const TempDir& dir, clprompt::ClipTokenizerOptions options = {}) {
   write_gzip(dir / "bpe.txt.gz", merges_text(kMerges));
@@ -143,26 +145,26 @@ TEST_CASE("ids follow CLIP's vocabulary layout", "[text][tokenizer]") {
   TempDir dir;
   const auto tok = openai_tokenizer(dir);
   CHECK(tok.vocab_size() == 531);
-  CHECK(tok.start_token() == kSot);
-  CHECK(tok.end_token() == kEot);
+  CHECK(tok.start_token() == kTinySot);
+  CHECK(tok.end_token() == kTinyEot);
   // "!" is id 0, "'" 6, "a" 64, "a</w>" 320, "l" 75, "l</w>" 331, "s</w>" 338; "a b</w>" is no merge.
   CHECK(tok.encode("Hello, we'll ab's") == Ids{kHello, 267, 522, 6, 75, 331, 64, 321, 6, 338});
-  CHECK(tok.encode("a<|endoftext|>") == Ids{320, kEot});
+  CHECK(tok.encode("a<|endoftext|>") == Ids{320, kTinyEot});
   CHECK(tok.encode("").empty());
 }
 
 TEST_CASE("tokenize pads to the context length and truncates keeping <|endoftext|>", "[text][tokenizer]") {
   TempDir dir;
   const auto tok = openai_tokenizer(dir, {.context_length = 8});
-  CHECK(tok.tokenize("hello") == Ids{kSot, kHello, kEot, 0, 0, 0, 0, 0});
-  CHECK(tok.tokenize("") == Ids{kSot, kEot, 0, 0, 0, 0, 0, 0});
+  CHECK(tok.tokenize("hello") == Ids{kTinySot, kHello, kTinyEot, 0, 0, 0, 0, 0});
+  CHECK(tok.tokenize("") == Ids{kTinySot, kTinyEot, 0, 0, 0, 0, 0, 0});
   const std::string six = "hello hello hello hello hello hello";
-  CHECK(tok.tokenize(six) == Ids{kSot, kHello, kHello, kHello, kHello, kHello, kHello, kEot});
-  CHECK(tok.tokenize(six + " hello hello") == Ids{kSot, kHello, kHello, kHello, kHello, kHello, kHello, kEot});
+  CHECK(tok.tokenize(six) == Ids{kTinySot, kHello, kHello, kHello, kHello, kHello, kHello, kTinyEot});
+  CHECK(tok.tokenize(six + " hello hello") == Ids{kTinySot, kHello, kHello, kHello, kHello, kHello, kHello, kTinyEot});
   CHECK(openai_tokenizer(dir).tokenize("hello").size() == 77);
 
   const auto strict = openai_tokenizer(dir, {.context_length = 8, .truncate = false});
-  CHECK(strict.tokenize(six).back() == kEot);
+  CHECK(strict.tokenize(six).back() == kTinyEot);
   CHECK(error_of([&] { (void)strict.tokenize(six + " hello"); }) ==
         "ClipTokenizer: text of 9 tokens is too long for context length 8: '" + six + " hello'");
   CHECK(error_of([&] { (void)openai_tokenizer(dir, {.context_length = 1}); }) ==
@@ -174,7 +176,7 @@ TEST_CASE("decode inverts encode up to cleaning, with spaces at word ends", "[te
   const auto tok = openai_tokenizer(dir);
   CHECK(tok.decode(tok.encode("Hello, wörld! 猫 🙂")) == "hello , wörld ! 猫 🙂 ");
   CHECK(tok.decode(tok.encode("Café &amp; don't")) == "café & don 't ");
-  CHECK(tok.decode({kSot, kHello, kEot}) == "<|startoftext|>hello <|endoftext|>");
+  CHECK(tok.decode({kTinySot, kHello, kTinyEot}) == "<|startoftext|>hello <|endoftext|>");
   CHECK(tok.decode({163}) == "\xEF\xBF\xBD");  // byte E7 alone is invalid UTF-8 -> U+FFFD
   CHECK(error_of([&] { (void)tok.decode({531}); }) == "ClipTokenizer::decode: id 531 is not in the vocabulary");
   CHECK(error_of([&] { (void)tok.decode({-1}); }) == "ClipTokenizer::decode: id -1 is not in the vocabulary");
@@ -187,8 +189,8 @@ TEST_CASE("Hugging Face and OpenAI files give the same tokenizer", "[text][token
   write_text(dir / "merges.txt", merges_text(kMerges));
   const auto hf = ClipTokenizer::from_hf_files(dir / "vocab.json", dir / "merges.txt");
   CHECK(hf.vocab_size() == openai.vocab_size());
-  CHECK(hf.start_token() == kSot);
-  CHECK(hf.end_token() == kEot);
+  CHECK(hf.start_token() == kTinySot);
+  CHECK(hf.end_token() == kTinyEot);
   for (const char* text : {"Hello HELLO", "don't it's we'll", "!!!!! a,b 2024", "é ü 猫 🙂 Café", "abc<|endoftext|>"}) {
     INFO(text);
     CHECK(hf.encode(text) == openai.encode(text));

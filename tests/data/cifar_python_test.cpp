@@ -18,15 +18,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-using Bytes = std::vector<uint8_t>;
+using clprompt::test::Bytes;
+using clprompt::test::file_error;
+using clprompt::test::put_be32;
+using clprompt::test::write_file;
 using clprompt::test::Py2PickleWriter;
-
-void write_file(const std::string& path, const Bytes& bytes) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(out.good());
-}
 
 // Pixel (c, y, x) of image i: distinct per image, channel and position.
 uint8_t pixel(int64_t i, int64_t c, int64_t y, int64_t x) { return static_cast<uint8_t>((i * 53 + c * 101 + y * 5 + x) % 256); }
@@ -91,7 +87,6 @@ bool pixels_match(const at::Tensor& images, int64_t row, int64_t image) {
   return true;
 }
 
-std::string file_error(const std::function<void()>& f) { return clprompt::test::error_message<clprompt::FileError>(f); }
 
 }  // namespace
 

@@ -7,9 +7,7 @@
 #include <unistd.h>
 #include <vector>
 
-#define STB_IMAGE_WRITE_STATIC
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include <stb_image_write.h>
+#include "stb_write.hpp"
 
 #include "clprompt/data/cifar.hpp"
 #include "clprompt/data/idx.hpp"
@@ -22,20 +20,12 @@
 #include <catch2/catch.hpp>
 
 namespace fs = std::filesystem;
-using Bytes = std::vector<uint8_t>;
+using clprompt::test::Bytes;
+using clprompt::test::file_error;
+using clprompt::test::put_be32;
+using clprompt::test::write_file;
 
 namespace {
-
-void write_file(const std::string& path, const Bytes& bytes) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(out.good());
-}
-
-void put_be32(Bytes& b, uint32_t v) {
-  for (int shift = 24; shift >= 0; shift -= 8) b.push_back(static_cast<uint8_t>(v >> shift));
-}
 
 uint8_t idx_pixel(int64_t i, int64_t y, int64_t x) { return static_cast<uint8_t>((i * 31 + y * 7 + x * 3) % 256); }
 

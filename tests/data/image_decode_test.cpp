@@ -9,9 +9,7 @@
 
 #include <zlib.h>
 
-#define STB_IMAGE_WRITE_STATIC
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include <stb_image_write.h>
+#include "stb_write.hpp"
 
 #include "clprompt/data/image_decode.hpp"
 #include "test_util.hpp"
@@ -23,14 +21,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-using Bytes = std::vector<uint8_t>;
-
-void write_file(const std::string& path, const Bytes& bytes) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(out.good());
-}
+using clprompt::test::Bytes;
+using clprompt::test::file_error;
+using clprompt::test::put_be32;
+using clprompt::test::write_file;
 
 // Interleaved pixels of a w x h image with `channels` channels; channel k of (y, x) is distinct.
 Bytes pixels(int w, int h, int channels) {
@@ -52,10 +46,6 @@ at::Tensor expected_rgb(const Bytes& p, int w, int h, int channels) {
         a[k][y][x] = p[static_cast<size_t>((y * w + x) * channels + source)];
       }
   return t;
-}
-
-void put_be32(Bytes& b, uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(v >> s));
 }
 
 void png_chunk(Bytes& png, const char* type, const Bytes& data) {
@@ -100,7 +90,6 @@ Bytes png16_rgb(int w, int h, const Bytes& values) {
   return png(static_cast<uint32_t>(w), static_cast<uint32_t>(h), 16, 2, rows);
 }
 
-std::string file_error(const std::function<void()>& f) { return clprompt::test::error_message<clprompt::FileError>(f); }
 
 }  // namespace
 

@@ -9,9 +9,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
-#define STB_IMAGE_WRITE_STATIC
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include <stb_image_write.h>
+#include "stb_write.hpp"
 
 #include "clprompt/data/image_decode.hpp"
 #include "clprompt/data/image_ops.hpp"
@@ -26,6 +24,7 @@ namespace fs = std::filesystem;
 namespace {
 
 using Indices = std::vector<int64_t>;
+using clprompt::test::file_error;
 
 // The tree's files, relative to imagenet-r/, in the order torchvision's ImageFolder lists them,
 // with their class ids. Produced by running torchvision 0.13's listing rule (folder.py
@@ -66,7 +65,6 @@ void write_text(const fs::path& path, const std::string& text) {
   std::ofstream(path) << text;
 }
 
-std::string file_error(const std::function<void()>& f) { return clprompt::test::error_message<clprompt::FileError>(f); }
 
 std::vector<std::string> relative(const std::vector<std::string>& files, const fs::path& base) {
   std::vector<std::string> out;

@@ -15,7 +15,10 @@
 
 namespace {
 
-using Bytes = std::vector<uint8_t>;
+using clprompt::test::Bytes;
+using clprompt::test::file_error;
+using clprompt::test::put_be32;
+using clprompt::test::write_file;
 using clprompt::PickleLimits;
 using clprompt::PickleValue;
 using clprompt::test::Py2PickleWriter;

@@ -1,6 +1,8 @@
 #include <cmath>
+#include <csignal>
 #include <fstream>
 
+#include "clprompt/core/interrupt.hpp"
 #include "clprompt/core/seed.hpp"
 #include "clprompt/data/dataset.hpp"
 #include "clprompt/data/idx.hpp"
@@ -9,6 +11,7 @@
 #include "clprompt/learn/metrics.hpp"
 #include "clprompt/methods/finetune.hpp"
 #include "clprompt/methods/linear_probe.hpp"
+#include "clprompt/methods/slca.hpp"
 #include "test_util.hpp"
 
 // Last: glog (pulled in by ATen) defines its own CHECK, which Catch's must override.
@@ -182,4 +185,70 @@ TEST_CASE("run_experiment writes results, plot and checkpoint from IDX files", "
     bad.data.root = dir.file("nowhere");
     CHECK_THROWS_WITH(run_experiment(builtin_methods(), bad, {}), Catch::Contains(dir.file("nowhere")));
   }
+}
+
+TEST_CASE("a learner stopped by a signal resumes from its checkpoint to the uninterrupted results",
+          "[learn][learner][resume]") {
+  auto train = texture_classes(4, 24, 1), test_set = texture_classes(4, 8, 2);
+  ScenarioOptions so;
+  so.num_tasks = 2;
+  TrainOptions tr;
+  tr.optim.lr = 0.05;
+  tr.epochs = 3;
+  tr.batch_size = 16;  // 3 batches an epoch
+  test::TempDir dir;
+  const auto path = (dir.path() / "resume.safetensors").string();
+  // SLCA: a slow-learning backbone, Adam moments, class statistics and the alignment's generator.
+  auto make_model = [] {
+    seed_everything(11);
+    return make_slca(std::make_shared<VisionTransformer>(test::tiny_vit(1)));
+  };
+  // stop_after_first_task: SIGINT arrives when task 1 ends; the learner acts on it at task 2's first step.
+  auto run = [&](Scenario& scenario, auto& model, bool stop_after_first_task, const ResumeState* resume) {
+    Learner<SLCA> learner(*model, scenario, tr, TransformOptions{}, 11);
+    LearnerHooks hooks;
+    hooks.log = nullptr;
+    hooks.checkpoint.path = path;
+    hooks.checkpoint.every_steps = 2;
+    InterruptHandler interrupts;
+    if (stop_after_first_task) hooks.on_task_end = [](const Results&) { std::raise(SIGINT); };
+    return resume ? learner.resume(*resume, hooks) : learner.run(hooks);
+  };
+  Scenario scenario(train, test_set, so, 11);
+  auto reference_model = make_model();
+  const auto reference = run(scenario, reference_model, false, nullptr);
+  std::filesystem::remove(path);
+
+  // Stopped by SIGINT after task 1 (at task 2's first step: a checkpoint mid-epoch), then resumed.
+  auto first = make_model();
+  const auto stopped = test::error_message<Interrupted>([&] { run(scenario, first, true, nullptr); });
+  CHECK_THAT(stopped, Catch::Contains("stopped by signal 2 at task 2, epoch 1, batch 1; checkpoint written"));
+  const auto state = read_resume_checkpoint(path);
+  CHECK(state.position.task == 1);
+  CHECK(state.position.epoch == 0);
+  CHECK(state.position.batch == 1);
+  CHECK(state.results.completed_tasks() == 1);
+  auto second = make_model();
+  const auto resumed = run(scenario, second, false, &state);
+  CHECK(resumed.accuracy == reference.accuracy);
+  REQUIRE(resumed.tasks.size() == 2);
+  for (std::size_t t = 0; t < 2; ++t) CHECK(resumed.tasks[t].epoch_loss == reference.tasks[t].epoch_loss);
+  const auto reference_state = state_dict(*reference_model);
+  for (const auto& [name, t] : state_dict(*second)) {
+    INFO(name);
+    CHECK(t.equal(reference_state.at(name)));  // every tensor, the alignment's generator state included
+  }
+
+  // Another scenario (other class order), another model state or a used model: refused by name.
+  Scenario other(train, test_set, so, 12);
+  auto third = make_model();
+  CHECK_THAT(test::error_message<CheckpointError>([&] { run(other, third, false, &state); }),
+             Catch::Contains("written for another scenario"));
+  CHECK_THAT(test::error_message<CheckpointError>([&] { run(scenario, second, false, &state); }),
+             Catch::Contains("needs a freshly constructed model"));
+  ResumeState broken = state;
+  broken.model.erase(broken.model.begin());
+  auto fourth = make_model();
+  CHECK_THAT(test::error_message<CheckpointError>([&] { run(scenario, fourth, false, &broken); }),
+             Catch::Contains("missing"));
 }

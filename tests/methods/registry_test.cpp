@@ -131,6 +131,7 @@ TEST_CASE("a user's method runs through the same runner with any head", "[method
   auto aligned_overrides = tiny_overrides(dir);
   aligned_overrides["head"] = "slca";
   aligned_overrides["head_options"] = {{"alignment", {{"epochs", 1}, {"samples_per_class", 8}}}};
+  output.existing = ExistingRun::overwrite;  // the same directory: replaced only when asked
   const auto aligned = run_experiment(registry, resolve_config(registry, "tiny-probe", aligned_overrides), output);
   CHECK(aligned.complete());
   CHECK(aligned.method == "tiny-probe+align");

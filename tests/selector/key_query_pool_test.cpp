@@ -22,7 +22,7 @@ namespace {
 static_assert(PromptSelector<KeyQueryPool>);
 static_assert(KeyQueryPool::query_source == clprompt::QuerySource::backbone);
 
-constexpr BackboneDims kDims{16, 5, 2};
+constexpr BackboneDims kPoolDims{16, 5, 2};
 
 using L2PModel = L2P;
 
@@ -54,7 +54,7 @@ TEST_CASE("KeyQueryPool options: l2p-pytorch defaults, JSON round trip, errors n
   CHECK(write_options(back) == j);
 
   auto message = [](KeyQueryPool::Options bad) {
-    return test::error_message<ConfigError>([&] { KeyQueryPool(bad, kDims); });
+    return test::error_message<ConfigError>([&] { KeyQueryPool(bad, kPoolDims); });
   };
   auto bad = o;
   bad.top_k = 11;
@@ -107,7 +107,7 @@ TEST_CASE("KeyQueryPool options that reproduce a repository: defaults, presets, 
   const auto five = KeyQueryPool::Options::five_datasets();
   CHECK((five.pool_size == 20 && five.length == 10 && five.top_k == 4 && five.pull_coefficient == 0.5));
   CHECK((five.prompt_mask_by_task && five.shared_prompt_pool && !five.shared_prompt_key));
-  CHECK_NOTHROW(KeyQueryPool(five, kDims));
+  CHECK_NOTHROW(KeyQueryPool(five, kPoolDims));
 
   for (const auto& preset : {repo, five}) {
     auto j = write_options(preset);
@@ -121,7 +121,7 @@ TEST_CASE("KeyQueryPool options that reproduce a repository: defaults, presets, 
                     Catch::Contains("selector.pull_loss") && Catch::Contains("all_pairs"));
 
   auto message = [](KeyQueryPool::Options bad) {
-    return test::error_message<ConfigError>([&] { KeyQueryPool(bad, kDims); });
+    return test::error_message<ConfigError>([&] { KeyQueryPool(bad, kPoolDims); });
   };
   auto bad = o;
   bad.shared_prompt_pool = true;  // without the prompt mask no task owns slots
@@ -145,7 +145,7 @@ TEST_CASE("KeyQueryPool: shared prompt pool and key copy task t-1's slots, as l2
   // The reference's loop (engine.py:182-225): at the start of task t > 0 copy [(t-1)k, tk) to
   // [tk, (t+1)k); then train (here: a random change of the task's rows).
   auto run = [](KeyQueryPool::Options o, int64_t tasks) {
-    KeyQueryPool pool(o, kDims);
+    KeyQueryPool pool(o, kPoolDims);
     const int64_t k = o.top_k;
     for (int64_t t = 0; t < tasks; ++t) {
       const auto prompts = pool.pool->prompts.detach().clone();
@@ -194,7 +194,7 @@ TEST_CASE("KeyQueryPool: the all-pairs pull loss (CODA-Prompt repo's L2P++) equa
   auto o = KeyQueryPool::Options::l2p_plus_plus_coda_repo();
   for (int64_t chunk : {int64_t{0}, int64_t{32}, int64_t{5}}) {
     o.pull_loss_chunk = chunk;
-    KeyQueryPool pool(o, kDims);
+    KeyQueryPool pool(o, kPoolDims);
     for (int64_t B : {int64_t{1}, int64_t{7}, int64_t{70}, int64_t{128}}) {
       auto q = at::randn({B, 16});
       const auto sim = test::direct_cosine(q, pool.pool->keys);
@@ -209,9 +209,9 @@ TEST_CASE("KeyQueryPool: the all-pairs pull loss (CODA-Prompt repo's L2P++) equa
   // chunk 32 at batch 128 is the sum of four whole-batch losses on consecutive quarters, as the
   // four DataParallel replicas computed them (CODA-Prompt models/vit.py:186-192, learners/prompt.py:37).
   o.pull_loss_chunk = 32;
-  KeyQueryPool chunked(o, kDims);
+  KeyQueryPool chunked(o, kPoolDims);
   o.pull_loss_chunk = 0;
-  KeyQueryPool whole(o, kDims);
+  KeyQueryPool whole(o, kPoolDims);
   {
     at::NoGradGuard no_grad;
     whole.pool->keys.copy_(chunked.pool->keys);
@@ -237,7 +237,7 @@ TEST_CASE("KeyQueryPool: the all-pairs pull loss (CODA-Prompt repo's L2P++) equa
 TEST_CASE("KeyQueryPool: shapes, state-dict names and the injected tokens", "[selector][l2p]") {
   at::manual_seed(3);
   KeyQueryPool::Options o;
-  KeyQueryPool pool(o, kDims);
+  KeyQueryPool pool(o, kPoolDims);
   auto names = state_dict(pool);
   REQUIRE(names.size() == 2);
   CHECK(names.at("pool.keys").sizes() == at::IntArrayRef({10, 16}));
@@ -265,7 +265,7 @@ TEST_CASE("KeyQueryPool: shapes, state-dict names and the injected tokens", "[se
   CHECK_THROWS_WITH(pool.select(at::randn({6, 8}), test::task_ctx(0, true)), Catch::Contains("[B, 16]") && Catch::Contains("[6, 8]"));
 
   SECTION("L2P++: halves prefixes at layer 0, [CLS] readout") {
-    KeyQueryPool pp(KeyQueryPool::Options::l2p_plus_plus(), kDims);
+    KeyQueryPool pp(KeyQueryPool::Options::l2p_plus_plus(), kPoolDims);
     CHECK(state_dict(pp).at("pool.prompts").sizes() == at::IntArrayRef({30, 1, 20, 16}));
     auto s = pp.select(q, test::task_ctx(0, false));
     CHECK_FALSE(s.prompts.input_tokens.defined());
@@ -289,7 +289,7 @@ TEST_CASE("KeyQueryPool: top-k, batch-wise top-k and the pull loss match a direc
   o.pull_coefficient = 0.25;
   o.batchwise_eval = false;
   o.batchwise_train = true;
-  KeyQueryPool pool(o, kDims);
+  KeyQueryPool pool(o, kPoolDims);
   int ties = 0;
   for (int trial = 0; trial < 20; ++trial) {
     const int64_t B = 1 + trial % 9;
@@ -333,7 +333,7 @@ TEST_CASE("KeyQueryPool: prompt mask by task uses the task's slice, trains only 
   o.pool_size = 10;
   o.top_k = 3;
   o.prompt_mask_by_task = true;
-  KeyQueryPool pool(o, kDims);
+  KeyQueryPool pool(o, kPoolDims);
   auto q = at::randn({4, 16});
   auto idx = pool.select_indices(q, test::task_ctx(2, true));
   for (const auto& row : test::to_rows(idx)) CHECK(row == std::vector<int64_t>{6, 7, 8});

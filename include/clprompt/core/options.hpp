@@ -301,4 +301,20 @@ inline void require_option(bool condition, const std::string& path, std::string_
   if (!condition) throw ConfigError(detail::join_path(path, key), message);
 }
 
+/// The first dotted path at which two JSON documents differ ("" when equal), e.g. to name the
+/// field a resumed run changed.
+inline std::string first_difference(const Json& a, const Json& b, const std::string& path = "") {
+  auto child = [&](const std::string& key) { return path.empty() ? key : path + "." + key; };
+  if (a.is_object() && b.is_object()) {
+    for (const auto& [key, value] : a.items()) {
+      if (!b.contains(key)) return child(key);
+      if (auto d = first_difference(value, b.at(key), child(key)); !d.empty()) return d;
+    }
+    for (const auto& [key, value] : b.items())
+      if (!a.contains(key)) return child(key);
+    return "";
+  }
+  return a == b ? "" : (path.empty() ? "<root>" : path);
+}
+
 }  // namespace clprompt

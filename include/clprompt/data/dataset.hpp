@@ -81,6 +81,9 @@ std::vector<std::string> numbered_class_names(int64_t n);
 /// Throws ShapeError unless every index is in [0, dataset_size).
 void check_indices(const std::vector<int64_t>& indices, int64_t dataset_size, const std::string& what);
 
+/// Throws FileError(path, "not found; expected <expected>") unless path is a regular file.
+void require_data_file(const std::string& path, const char* expected);
+
 }  // namespace detail
 
 }  // namespace clprompt

@@ -66,7 +66,8 @@ class Loader {
   /// Batch b of epoch e, built on the calling thread.
   Batch batch(int64_t epoch, int64_t b) const;
   /// An input range over the batches of epoch e with one batch prefetched; iterate it once.
-  Epoch epoch(int64_t epoch) const;
+  /// From first_batch on (a resumed epoch: the batches before it are not built).
+  Epoch epoch(int64_t epoch, int64_t first_batch = 0) const;
 
  private:
   std::vector<int64_t> positions(int64_t epoch) const;  // into indices_
@@ -113,7 +114,7 @@ class Loader::Epoch {
     Epoch* epoch_ = nullptr;
   };
 
-  Epoch(const Loader& loader, int64_t epoch);
+  Epoch(const Loader& loader, int64_t epoch, int64_t first_batch = 0);
   Epoch(Epoch&&) noexcept = default;
   Epoch& operator=(Epoch&&) noexcept = default;
   Epoch(const Epoch&) = delete;
@@ -132,6 +133,7 @@ class Loader::Epoch {
   const Loader* loader_;
   int64_t epoch_;
   int64_t num_batches_;
+  int64_t first_batch_ = 0;
   int64_t position_ = 0;  // index of current_
   bool started_ = false;
   std::shared_ptr<const std::vector<int64_t>> order_;  // positions, shared with the worker

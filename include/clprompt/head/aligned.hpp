@@ -30,6 +30,8 @@
 
 #include "clprompt/backbone/concepts.hpp"
 #include "clprompt/core/error.hpp"
+#include "clprompt/core/fault_injection.hpp"
+#include "clprompt/core/interrupt.hpp"
 #include "clprompt/core/nvtx.hpp"
 #include "clprompt/core/options.hpp"
 #include "clprompt/head/concepts.hpp"
@@ -96,6 +98,8 @@ class Aligned : public HeadDecorator<Head> {
         generator_(at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(options.seed))) {
     options_.validate("");
     statistics_ = this->register_module("statistics", std::make_shared<ClassStatistics>(options_.statistics, dims.dim));
+    // The sampling generator's state is a buffer, so that checkpoints (model and resume) carry it.
+    generator_state_ = this->register_buffer("generator_state", generator_.get_state());
   }
 
   void begin_task(const TaskContext& ctx) {
@@ -111,6 +115,7 @@ class Aligned : public HeadDecorator<Head> {
 
   /// Statistics of the task's classes, then (from the second task on) classifier alignment.
   void consolidate(const TaskContext& ctx, const FeatureStream& features) {
+    generator_.set_state(generator_state_.cpu());
     features([&](const at::Tensor& f, const at::Tensor& y) { statistics_->update(f, y); });
     statistics_->fit_mixtures(generator_);  // covariance = mixture only
     this->forward_consolidate(ctx, features);
@@ -122,6 +127,8 @@ class Aligned : public HeadDecorator<Head> {
       }
       align(ctx);
     }
+    at::NoGradGuard no_grad;
+    generator_state_.copy_(generator_.get_state());
   }
 
   /// Re-trains the classifier on features sampled from the statistics of every seen class.
@@ -156,6 +163,8 @@ class Aligned : public HeadDecorator<Head> {
       });
       const auto x = sampled.to(device), y = labels.to(device);
       for_each_slice(x.size(0), options_.batch_size, [&](int64_t begin, int64_t size) {
+        fault_point("alignment-step");
+        throw_if_interrupted("classifier alignment");
         const auto logits = this->inner().logits(x.narrow(0, begin, size), ctx);
         if constexpr (detail::HeadHasAlignmentLoss<Head>)
           trainer.step(this->inner().alignment_loss(logits, y.narrow(0, begin, size), ctx));
@@ -188,6 +197,7 @@ class Aligned : public HeadDecorator<Head> {
   Options options_;
   std::shared_ptr<ClassStatistics> statistics_;
   at::Generator generator_;
+  at::Tensor generator_state_;  ///< generator_'s state between consolidations (a buffer)
   std::vector<at::Tensor> backup_;
   int64_t backup_task_ = -1;
   std::vector<double> last_alignment_loss_;

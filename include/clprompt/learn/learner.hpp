@@ -5,6 +5,13 @@
 //
 //   clprompt::Learner learner(model, scenario, train_options, transform_options, seed);
 //   clprompt::Results results = learner.run();
+//
+// With hooks.checkpoint.path set, the learner writes a resume checkpoint (learn/checkpoint.hpp)
+// when a task's training starts, at every epoch end (and every checkpoint.every_steps steps),
+// and when SIGINT/SIGTERM arrive under an InterruptHandler (then it throws Interrupted). A run
+// stopped in any way continues bit-for-bit with resume() on a model constructed as the first was:
+//
+//   clprompt::Results results = learner.resume(clprompt::read_resume_checkpoint(path), hooks);
 #include <chrono>
 #include <cmath>
 #include <functional>
@@ -13,6 +20,8 @@
 #include <fmt/format.h>
 
 #include "clprompt/core/error.hpp"
+#include "clprompt/core/fault_injection.hpp"
+#include "clprompt/core/interrupt.hpp"
 #include "clprompt/core/nvtx.hpp"
 #include "clprompt/data/loader.hpp"
 #include "clprompt/data/scenario.hpp"
@@ -22,11 +31,20 @@
 #include "clprompt/optim/precision.hpp"
 #include "clprompt/optim/trainer.hpp"
 #include "clprompt/core/progress.hpp"
+#include "clprompt/io/state_dict.hpp"
+#include "clprompt/learn/checkpoint.hpp"
 #include "clprompt/learn/results.hpp"
 #include "clprompt/optim/train_options.hpp"
 #include "clprompt/core/task_context.hpp"
 
 namespace clprompt {
+
+/// Resume checkpoints of a run (learn/checkpoint.hpp).
+struct CheckpointSettings {
+  std::string path;         ///< where the checkpoint is written ("" = none)
+  int64_t every_steps = 0;  ///< also every N training steps of a task (0: at epoch ends only)
+  Metadata metadata;        ///< stored with it, e.g. the resolved configuration
+};
 
 struct LearnerHooks {
   std::function<void(const Results&)> on_task_end;  ///< e.g. write partial results after each task
@@ -35,6 +53,7 @@ struct LearnerHooks {
     std::fflush(stdout);  // line by line also when piped (CI logs, tee)
   };
   bool progress_bar = true;  ///< drawn only when stderr is a terminal
+  CheckpointSettings checkpoint;
 };
 
 template <class Model>
@@ -51,48 +70,14 @@ class Learner {
     for (int64_t t = 0; t < scenario_.num_tasks(); ++t) classes_per_task_.push_back(scenario_.task(t).num_classes());
   }
 
-  Results run(const LearnerHooks& hooks = {}) {
-    const auto start = Clock::now();
-    Results results;
-    results.seed = seed_;
-    results.num_tasks = scenario_.num_tasks();
-    results.class_order = scenario_.class_order();
-    std::unique_ptr<Trainer> trainer;
-    const auto names = scenario_.class_names();
-    for (int64_t t = 0; t < scenario_.num_tasks(); ++t) {
-      const auto& task = scenario_.task(t);
-      TaskRecord record;
-      record.task = t;
-      for (int64_t c = task.class_begin; c < task.class_end; ++c) record.classes.push_back(names.at(static_cast<std::size_t>(c)));
+  Results run(const LearnerHooks& hooks = {}) { return run_from(nullptr, hooks); }
 
-      const auto ctx = TaskContext::for_task(t, scenario_.num_tasks(), classes_per_task_, /*training=*/true);
-      model_.begin_task(ctx);
-      if constexpr (Model::selector_prepares) prepare_selector(ctx, task, hooks);
-      if (!trainer || train_.reset_optimizer_each_task)
-        trainer = std::make_unique<Trainer>("training", model_.parameter_groups().trainer_groups(train_.slow_lr_scale),
-                                            train_.optim, train_.schedule,
-                                            "lower train.lr or check the input normalisation");
-      train_task(ctx, task, *trainer, record, hooks);
-      if constexpr (Model::head_consolidates) model_.consolidate(task_features(task));
-      model_.end_task();
+  /// Continues the run that wrote `state`, to the same results as an uninterrupted run. The model
+  /// must be constructed exactly as for run() (same type, options, seed and weights) and not have
+  /// started a task; CheckpointError when the scenario or the code differ from the checkpoint's.
+  Results resume(const ResumeState& state, const LearnerHooks& hooks = {}) { return run_from(&state, hooks); }
 
-      evaluate_seen(t, results, record, hooks);
-      results.tasks.push_back(record);
-      results.total_seconds = seconds_since(start);
-      if (hooks.log) {
-        const auto& row = results.accuracy.back();
-        std::string cells;
-        for (double a : row) cells += fmt::format(" {:5.1f}", a);
-        hooks.log(fmt::format("task {}/{}: accuracy per seen task [{} ] average {:.2f}% | train {:.0f} img/s, eval {:.0f} img/s",
-                              t + 1, scenario_.num_tasks(), cells, average_accuracy_per_task(results.accuracy).back(),
-                              record.train_images_per_second(), record.eval_images_per_second()));
-      }
-      if (hooks.on_task_end) hooks.on_task_end(results);
-    }
-    return results;
-  }
-
-  /// Accuracy (%) on test indices of the scenario, without task identity; adds the counts.
+  /// Accuracy (%) on test indices of the scenario  /// Accuracy (%) on test indices of the scenario, without task identity; adds the counts.
   double evaluate(const std::vector<int64_t>& indices, int64_t& correct_out, int64_t& total_out) {
     NvtxRange range("evaluation");
     model_.eval();
@@ -103,6 +88,8 @@ class Learner {
     auto correct_on_device = at::zeros({}, at::TensorOptions(at::kLong).device(device_));
     int64_t total = 0;
     for (const Batch& batch : loader.epoch(0)) {
+      fault_point("evaluation-batch");
+      throw_if_interrupted("evaluation");
       at::Tensor predicted;
       {
         AutocastScope autocast(train_.precision, device_);
@@ -121,8 +108,135 @@ class Learner {
   using Clock = std::chrono::steady_clock;
   static double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-  void train_task(const TaskContext& ctx, const Task& task, Trainer& trainer, TaskRecord& record,
-                  const LearnerHooks& hooks) {
+  Results run_from(const ResumeState* resume, const LearnerHooks& hooks) {
+    const auto start = Clock::now();
+    results_ = Results();
+    results_.seed = seed_;
+    results_.num_tasks = scenario_.num_tasks();
+    results_.class_order = scenario_.class_order();
+    trainer_.reset();
+    trainer_task_ = -1;
+    double seconds_before = 0.0;
+    RunPosition from;
+    if (resume) {
+      restore(*resume, hooks);
+      seconds_before = resume->results.total_seconds;
+      from = resume->position;
+    }
+    const auto names = scenario_.class_names();
+    for (int64_t t = from.task; t < scenario_.num_tasks(); ++t) {
+      const auto& task = scenario_.task(t);
+      const auto ctx = context_for(t);
+      const bool resumed = resume != nullptr && t == from.task;
+      if (resumed) {
+        record_ = resume->record;
+      } else {
+        record_ = TaskRecord();
+        record_.task = t;
+        for (int64_t c = task.class_begin; c < task.class_end; ++c) record_.classes.push_back(names.at(static_cast<std::size_t>(c)));
+        model_.begin_task(ctx);
+        if constexpr (Model::selector_prepares) prepare_selector(ctx, task, hooks);
+        if (!trainer_ || train_.reset_optimizer_each_task) make_trainer(t);
+        from = RunPosition{.task = t, .trainer_task = trainer_task_};
+        save_checkpoint(from, hooks);  // the task's preparation is not repeated after a stop
+      }
+      train_task(ctx, task, from, hooks);
+      if constexpr (Model::head_consolidates) model_.consolidate(task_features(task));
+      model_.end_task();
+
+      evaluate_seen(t, hooks);
+      results_.tasks.push_back(record_);
+      results_.total_seconds = seconds_before + seconds_since(start);
+      if (hooks.log) {
+        const auto& row = results_.accuracy.back();
+        std::string cells;
+        for (double a : row) cells += fmt::format(" {:5.1f}", a);
+        hooks.log(fmt::format("task {}/{}: accuracy per seen task [{} ] average {:.2f}% | train {:.0f} img/s, eval {:.0f} img/s",
+                              t + 1, scenario_.num_tasks(), cells, average_accuracy_per_task(results_.accuracy).back(),
+                              record_.train_images_per_second(), record_.eval_images_per_second()));
+      }
+      if (hooks.on_task_end) hooks.on_task_end(results_);
+    }
+    return results_;
+  }
+
+  TaskContext context_for(int64_t t) const {
+    return TaskContext::for_task(t, scenario_.num_tasks(), classes_per_task_, /*training=*/true);
+  }
+
+  void make_trainer(int64_t t) {
+    trainer_ = std::make_unique<Trainer>("training", model_.parameter_groups().trainer_groups(train_.slow_lr_scale),
+                                         train_.optim, train_.schedule, "lower train.lr or check the input normalisation");
+    trainer_task_ = t;
+  }
+
+  /// Rebuilds the state of a stopped run: the task history replayed (the optimiser built where it
+  /// was), then every tensor, the optimiser's state and the global generators loaded.
+  void restore(const ResumeState& state, const LearnerHooks& hooks) {
+    const auto& where = hooks.checkpoint.path.empty() ? std::string("resume checkpoint") : hooks.checkpoint.path;
+    const auto& p = state.position;
+    if (state.classes_per_task != classes_per_task_ ||
+        state.scenario_fingerprint != scenario_fingerprint(scenario_.class_order(), index_lists()))
+      throw CheckpointError(fmt::format("{}: written for another scenario (tasks of {} classes, class order or split "
+                                        "differ); resume with the same data, scenario and seed",
+                                        where, Json(state.classes_per_task).dump()));
+    if (state.code_fingerprint != code_fingerprint())
+      throw CheckpointError(fmt::format("{}: written by {}, this is {}; a continuation would not be the same run",
+                                        where, state.code_fingerprint, code_fingerprint()));
+    if (p.task >= scenario_.num_tasks() || p.epoch > train_.epochs || p.trainer_task > p.task || p.trainer_task < 0)
+      throw CheckpointError(fmt::format("{}: position (task {}, epoch {}) outside this run ({} tasks of {} epochs)",
+                                        where, p.task, p.epoch, scenario_.num_tasks(), train_.epochs));
+    if (model_.tasks_started() != 0)
+      throw CheckpointError(fmt::format("{}: resume() needs a freshly constructed model, this one has started {} tasks",
+                                        where, model_.tasks_started()));
+    for (int64_t j = 0; j <= p.task; ++j) {
+      model_.begin_task(context_for(j));
+      if (j == p.trainer_task) make_trainer(j);
+      if (j < p.task) model_.end_task();
+    }
+    LoadOptions options;
+    options.source = where;
+    load_state_dict(model_, state.model, options);
+    if (trainer_->has_parameters()) load_optimizer_state(trainer_->optimizer(), state.optimizer, where);
+    restore_global_generators(state, where);
+    results_.accuracy = state.results.accuracy;
+    results_.tasks = state.results.tasks;
+    if (hooks.log)
+      hooks.log(fmt::format("resumed from {} at task {}/{}, epoch {}/{}, batch {}", where, p.task + 1,
+                            scenario_.num_tasks(), std::min(p.epoch + 1, train_.epochs), train_.epochs, p.batch));
+  }
+
+  /// Every task's train and test indices, for the scenario's fingerprint.
+  std::vector<std::vector<int64_t>> index_lists() const {
+    std::vector<std::vector<int64_t>> lists;
+    for (int64_t t = 0; t < scenario_.num_tasks(); ++t) {
+      lists.push_back(scenario_.task(t).train_indices);
+      lists.push_back(scenario_.task(t).test_indices);
+    }
+    return lists;
+  }
+
+  /// Writes the resume checkpoint for `position` (nothing when no path is set).
+  void save_checkpoint(const RunPosition& position, const LearnerHooks& hooks) {
+    if (hooks.checkpoint.path.empty()) return;
+    NvtxRange range("checkpoint");
+    ResumeState state;
+    state.position = position;
+    state.results = results_;
+    state.record = record_;
+    state.classes_per_task = classes_per_task_;
+    state.scenario_fingerprint = scenario_fingerprint(scenario_.class_order(), index_lists());
+    state.code_fingerprint = code_fingerprint();
+    state.model = state_dict(model_);
+    if (trainer_ && trainer_->has_parameters()) state.optimizer = save_optimizer_state(trainer_->optimizer());
+    capture_global_generators(state);
+    state.metadata = hooks.checkpoint.metadata;
+    write_resume_checkpoint(hooks.checkpoint.path, state);
+  }
+
+  void train_task(const TaskContext& ctx, const Task& task, const RunPosition& from, const LearnerHooks& hooks) {
+    Trainer& trainer = *trainer_;
+    TaskRecord& record = record_;
     Transform transform(transform_);
     // A stream per task keeps each task's data order independent of the others.
     Loader loader(scenario_.train_set(), task.train_indices, scenario_.label_map(), transform,
@@ -133,12 +247,24 @@ class Learner {
                    .pin_memory = device_.is_cuda()});
     trainer.set_precision(train_.precision);
     const auto start = Clock::now();
-    for (int64_t epoch = 0; epoch < train_.epochs; ++epoch) {
+    const double seconds_before = record.train_seconds;
+    auto checkpoint = [&](int64_t epoch, int64_t batch) {
+      record.train_seconds = seconds_before + seconds_since(start);
+      const auto progress = batch > 0 ? trainer.epoch_progress() : Trainer::EpochProgress{};
+      save_checkpoint({.task = ctx.task, .epoch = epoch, .batch = batch, .trainer_task = trainer_task_,
+                       .epoch_loss_sum = progress.loss_sum, .epoch_steps = progress.steps},
+                      hooks);
+    };
+    const int64_t every = hooks.checkpoint.every_steps;
+    for (int64_t epoch = from.epoch; epoch < train_.epochs; ++epoch) {
       trainer.begin_epoch(epoch, train_.epochs, fmt::format("task {}, epoch {}", ctx.task, epoch));
+      const int64_t first = epoch == from.epoch ? from.batch : 0;
+      if (first > 0) trainer.resume_epoch({first, from.epoch_loss_sum, from.epoch_steps});
       model_.train();
       ProgressBar bar(fmt::format("task {}/{} epoch {}/{}", ctx.task + 1, ctx.num_tasks, epoch + 1, train_.epochs),
                       loader.size(), hooks.progress_bar && ::isatty(::fileno(stderr)) == 1);
-      for (const Batch& batch : loader.epoch(epoch)) {
+      int64_t b = first;
+      for (const Batch& batch : loader.epoch(epoch, first)) {
         at::Tensor loss;
         {
           AutocastScope autocast(train_.precision, device_);
@@ -146,14 +272,23 @@ class Learner {
           loss = model_.loss(output, to_device(batch.labels), ctx);
         }
         trainer.step(loss);
+        ++b;
         record.train_images += batch.labels.size(0);
         // The running loss only when it is drawn: reading it waits for the device.
         bar.advance(batch.labels.size(0), bar.enabled() ? fmt::format("loss {:.4f}", trainer.epoch_loss()) : "");
+        fault_point("train-step");
+        if (const int signal = interrupt_requested()) {
+          checkpoint(epoch, b);
+          throw Interrupted(signal, fmt::format("stopped by signal {} at task {}, epoch {}, batch {}; checkpoint written",
+                                                signal, ctx.task + 1, epoch + 1, b));
+        }
+        if (every > 0 && b < loader.num_batches() && (epoch * loader.num_batches() + b) % every == 0) checkpoint(epoch, b);
       }
       bar.finish();
       record.epoch_loss.push_back(trainer.epoch_loss());
+      checkpoint(epoch + 1, 0);
     }
-    record.train_seconds = seconds_since(start);
+    record.train_seconds = seconds_before + seconds_since(start);
   }
 
   /// Hands the selector the queries of the task's training images (no augmentation), before
@@ -181,6 +316,8 @@ class Learner {
                     {.batch_size = train_.eval_batch_size, .training = false, .seed = seed_,
                      .pin_memory = device_.is_cuda()});
       for (const Batch& batch : loader.epoch(0)) {
+        fault_point("feature-batch");
+        throw_if_interrupted("a pass over the task's features");
         at::Tensor encoded;
         {
           AutocastScope autocast(train_.precision, device_);
@@ -191,15 +328,15 @@ class Learner {
     };
   }
 
-  void evaluate_seen(int64_t t, Results& results, TaskRecord& record, const LearnerHooks&) {
+  void evaluate_seen(int64_t t, const LearnerHooks&) {
     const auto start = Clock::now();
     std::vector<double> row;
     int64_t correct = 0, total = 0;
     for (int64_t j = 0; j <= t; ++j) row.push_back(evaluate(scenario_.task(j).test_indices, correct, total));
-    record.eval_seconds = seconds_since(start);
-    record.eval_images = total;
-    record.accuracy_seen_samples = total > 0 ? 100.0 * static_cast<double>(correct) / static_cast<double>(total) : 0.0;
-    results.accuracy.push_back(std::move(row));
+    record_.eval_seconds = seconds_since(start);
+    record_.eval_images = total;
+    record_.accuracy_seen_samples = total > 0 ? 100.0 * static_cast<double>(correct) / static_cast<double>(total) : 0.0;
+    results_.accuracy.push_back(std::move(row));
   }
 
   /// Host batches to the model's device, without waiting when they come from pinned memory.
@@ -212,6 +349,11 @@ class Learner {
   uint64_t seed_;
   c10::Device device_{c10::kCPU};
   std::vector<int64_t> classes_per_task_;
+  // The run in progress (what a checkpoint saves).
+  Results results_;
+  TaskRecord record_;
+  std::unique_ptr<Trainer> trainer_;
+  int64_t trainer_task_ = -1;
 };
 
 }  // namespace clprompt

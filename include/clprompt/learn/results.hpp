@@ -24,6 +24,33 @@ struct TaskRecord {
   double eval_images_per_second() const { return eval_seconds > 0 ? eval_images / eval_seconds : 0.0; }
 };
 
+inline Json task_record_json(const TaskRecord& r) {
+  return {{"task", r.task},
+          {"classes", r.classes},
+          {"train_images", r.train_images},
+          {"train_seconds", r.train_seconds},
+          {"train_images_per_second", r.train_images_per_second()},
+          {"eval_images", r.eval_images},
+          {"eval_seconds", r.eval_seconds},
+          {"eval_images_per_second", r.eval_images_per_second()},
+          {"epoch_loss", r.epoch_loss},
+          {"accuracy_seen_samples", r.accuracy_seen_samples}};
+}
+
+/// The record task_record_json wrote (resume checkpoints); throws nlohmann's errors when malformed.
+inline TaskRecord task_record_from_json(const Json& j) {
+  TaskRecord r;
+  r.task = j.at("task").get<int64_t>();
+  r.classes = j.at("classes").get<std::vector<std::string>>();
+  r.train_images = j.at("train_images").get<int64_t>();
+  r.train_seconds = j.at("train_seconds").get<double>();
+  r.eval_images = j.at("eval_images").get<int64_t>();
+  r.eval_seconds = j.at("eval_seconds").get<double>();
+  r.epoch_loss = j.at("epoch_loss").get<std::vector<double>>();
+  r.accuracy_seen_samples = j.at("accuracy_seen_samples").get<double>();
+  return r;
+}
+
 struct Results {
   std::string method;
   uint64_t seed = 0;
@@ -56,23 +83,28 @@ struct Results {
       j["forgetting"] = std::isnan(f) ? Json(nullptr) : Json(f);
     }
     Json tasks_json = Json::array();
-    for (const auto& r : tasks) {
-      tasks_json.push_back({{"task", r.task},
-                            {"classes", r.classes},
-                            {"train_images", r.train_images},
-                            {"train_seconds", r.train_seconds},
-                            {"train_images_per_second", r.train_images_per_second()},
-                            {"eval_images", r.eval_images},
-                            {"eval_seconds", r.eval_seconds},
-                            {"eval_images_per_second", r.eval_images_per_second()},
-                            {"epoch_loss", r.epoch_loss},
-                            {"accuracy_seen_samples", r.accuracy_seen_samples}});
-    }
+    for (const auto& r : tasks) tasks_json.push_back(task_record_json(r));
     j["tasks"] = tasks_json;
     j["total_seconds"] = total_seconds;
     j["notes"] = notes;
     j["config"] = config;
     return j;
+  }
+
+  /// What to_json wrote (results.json, resume checkpoints); throws nlohmann's errors when malformed.
+  static Results from_json(const Json& j) {
+    Results r;
+    r.method = j.at("method").get<std::string>();
+    r.seed = j.at("seed").get<uint64_t>();
+    r.num_tasks = j.at("num_tasks").get<int64_t>();
+    r.threads = j.at("threads").get<int>();
+    r.class_order = j.at("class_order").get<std::vector<int64_t>>();
+    r.accuracy = j.at("accuracy_matrix").get<AccuracyMatrix>();
+    for (const auto& t : j.at("tasks")) r.tasks.push_back(task_record_from_json(t));
+    r.total_seconds = j.at("total_seconds").get<double>();
+    r.notes = j.at("notes").get<std::vector<std::string>>();
+    r.config = j.at("config");
+    return r;
   }
 };
 

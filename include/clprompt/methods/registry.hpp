@@ -44,6 +44,7 @@ struct MethodRun {
   LearnerHooks hooks;
   std::string checkpoint_path;  ///< where the trained model is saved ("" = not saved)
   Metadata checkpoint_metadata;
+  const ResumeState* resume = nullptr;  ///< continue this stopped run instead of starting (hooks.checkpoint: where)
 };
 
 /// A preset with the method's types erased (MethodEntry::preset).
@@ -104,7 +105,7 @@ template <class Model>
 Results train_and_evaluate(Model& model, MethodRun& run) {
   model.to(run.device);
   Learner<Model> learner(model, *run.scenario, run.context.train, run.transform, run.seed);
-  auto results = learner.run(run.hooks);
+  auto results = run.resume ? learner.resume(*run.resume, run.hooks) : learner.run(run.hooks);
   if (!run.checkpoint_path.empty()) model.save(run.checkpoint_path, run.checkpoint_metadata);
   return results;
 }

@@ -175,6 +175,23 @@ class Trainer {
     flush();
     return checked_ > 0 ? loss_sum_ / static_cast<double>(checked_) : 0.0;
   }
+  /// How far the current epoch is: batches stepped, and the sum and count of the losses checked.
+  struct EpochProgress {
+    int64_t batch = 0;
+    double loss_sum = 0.0;
+    int64_t steps = 0;
+  };
+  EpochProgress epoch_progress() {
+    flush();
+    return {batch_, loss_sum_, checked_};
+  }
+  /// Continues an epoch from `progress` (a resumed run), after begin_epoch.
+  void resume_epoch(const EpochProgress& progress) {
+    batch_ = progress.batch;
+    loss_sum_ = progress.loss_sum;
+    checked_ = progress.steps;
+  }
+
   /// The learning rate of the last group (the "normal" one where there are roles).
   double lr() const { return optimizer_ ? optimizer_->param_groups().back().options().get_lr() : lr_; }
   bool has_parameters() const { return optimizer_ != nullptr || update_ != nullptr; }

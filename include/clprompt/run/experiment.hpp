@@ -32,10 +32,30 @@ RunConfig resolve_config(const MethodRegistry& registry, const std::string& meth
 /// else a string).
 Json parse_override(const std::string& assignment);
 
-struct ExperimentOutput {
-  std::string directory;  ///< results.json, accuracy.svg and model.safetensors go here ("" = none)
-  LearnerHooks hooks;
+/// What run_experiment does with an output directory that already holds a run (results.json or
+/// a resume checkpoint).
+enum class ExistingRun {
+  refuse,     ///< ConfigError before any work: a run is never overwritten silently
+  resume,     ///< continue it from its checkpoint (same configuration), or report it when complete
+  overwrite,  ///< start again, replacing it
 };
+
+struct ExperimentOutput {
+  /// results.json, accuracy.svg, model.safetensors and, while the run is unfinished, its resume
+  /// checkpoint resume.safetensors go here ("" = none of them, no resume).
+  std::string directory;
+  LearnerHooks hooks;
+  ExistingRun existing = ExistingRun::refuse;
+  int64_t checkpoint_every_steps = 0;  ///< resume checkpoints also every N steps (0: epoch ends only)
+};
+
+/// The resume checkpoint of a run directory.
+std::string resume_checkpoint_path(const std::string& directory);
+
+/// Throws ConfigError when `directory` holds a run and `existing` is refuse, naming the file
+/// found and the flags that resume or replace it (`clprompt run` checks every run's directory
+/// before the first starts).
+void check_run_directory(const std::string& directory, ExistingRun existing);
 
 /// One configuration per trial of config.trials (seed and class order set, trials cleared), or
 /// config itself when it has none.
