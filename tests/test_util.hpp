@@ -33,6 +33,11 @@ inline void write_file(const std::string& path, const Bytes& bytes) {
   if (!out) throw std::runtime_error("test: cannot write " + path);
 }
 
+/// Writes the bytes of `bytes` to `path`, replacing it.
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
 /// Appends v big-endian (IDX headers, PNG chunks).
 inline void put_be32(Bytes& b, uint32_t v) {
   for (int shift = 24; shift >= 0; shift -= 8) b.push_back(static_cast<uint8_t>(v >> shift));

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -108,14 +110,19 @@ void put(TensorMap& out, const std::string& name, at::Tensor t, const std::strin
                                       from, name));
 }
 
-/// The largest block index under `prefix` ("transformer.resblocks."), or -1 when there is none.
-int64_t largest_block_index(const TensorMap& tensors, std::string_view prefix) {
-  int64_t largest = -1;
+/// The number of blocks under `prefix` ("transformer.resblocks."): indices 0, 1, ... as long as
+/// each has a tensor. Not the largest index + 1: one stray name (resblocks.99999999.x, or an index
+/// beyond int64) would size a model of that many blocks; counted so, a gap or a stray index is
+/// reported by the strict load as unexpected tensors.
+int64_t consecutive_blocks(const TensorMap& tensors, std::string_view prefix) {
+  std::set<std::string> indices;
   for (const auto& [name, t] : tensors) {
     (void)t;
-    if (auto parts = split_block_name(name, prefix)) largest = std::max<int64_t>(largest, std::stoll(parts->first));
+    if (auto parts = split_block_name(name, prefix)) indices.insert(parts->first);
   }
-  return largest;
+  int64_t blocks = 0;
+  while (indices.count(std::to_string(blocks))) ++blocks;
+  return blocks;
 }
 
 /// A checkpoint read from disk, converted to OpenAI names.
@@ -223,7 +230,10 @@ TensorMap clip_openai_from_hf(const TensorMap& hf, const std::string& source) {
     if (!converted) put(out, name, t, name, source);  // unknown: reported by the strict load
   }
 
-  for (auto& [openai_name, group] : groups) {
+  for (auto& entry : groups) {
+    // Named, not a structured binding: lambdas capture those only from Clang 16 on.
+    const auto& openai_name = entry.first;
+    auto& group = entry.second;
     auto hf_name = [&](std::size_t i) { return fmt::format("{}{}.{}", group.hf_prefix, kQkv[i], group.kind); };
     for (std::size_t i = 0; i < 3; ++i)
       if (!group.parts[i].defined())
@@ -288,10 +298,10 @@ ClipOptions clip_options_from_checkpoint(const TensorMap& openai_named, const st
     return it->second;
   };
   auto layers = [&](std::string_view prefix) {
-    const int64_t largest = largest_block_index(openai_named, prefix);
-    if (largest < 0)
-      throw CheckpointError(fmt::format("{}: no tensors named '{}N.*'; they give the number of layers", source, prefix));
-    return largest + 1;
+    const int64_t blocks = consecutive_blocks(openai_named, prefix);
+    if (blocks == 0)
+      throw CheckpointError(fmt::format("{}: no tensors named '{}0.*'; they give the number of layers", source, prefix));
+    return blocks;
   };
   auto heads = [&](int64_t width, const char* tensor) {
     // OpenAI's build_model: heads = width // 64 for both towers (HF configs say the same).
@@ -332,6 +342,24 @@ ClipOptions clip_options_from_checkpoint(const TensorMap& openai_named, const st
   } catch (const ConfigError& e) {
     throw CheckpointError(fmt::format("{}: the sizes inferred from the tensor shapes are invalid: {}", source, e.what()));
   }
+  // A strict load needs every parameter of the model in the file, so a model that would hold more
+  // values than the file is refused before it is built: a width read from one small tensor (conv1
+  // of 12800 x 3 x 1 x 1 bytes) would otherwise allocate gigabytes per block. Lower bound per
+  // block: attention in/out projections 4 w^2, MLP 8 w^2 (in double: the sizes may be huge).
+  double file_values = 0;
+  for (const auto& [name, t] : openai_named) {
+    (void)name;
+    file_values += static_cast<double>(t.numel());
+  }
+  auto square = [](int64_t w) { return static_cast<double>(w) * static_cast<double>(w); };
+  const double model_values = 12 * (static_cast<double>(o.vision_layers) * square(o.vision_width) +
+                                    static_cast<double>(o.text_layers) * square(o.text_width));
+  if (model_values > file_values)
+    throw CheckpointError(fmt::format("{}: the tensor shapes describe a CLIP (vision width {}, {} layers; text width {}, "
+                                      "{} layers) of at least {:.0f} values, but the file holds {:.0f}: truncated, or "
+                                      "not a CLIP checkpoint",
+                                      source, o.vision_width, o.vision_layers, o.text_width, o.text_layers,
+                                      model_values, file_values));
   return o;
 }
 

@@ -1,7 +1,9 @@
 // Bounded image decoding (include/clprompt/data/image_decode.hpp).
 #include "clprompt/data/image_decode.hpp"
 
+#include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -72,12 +74,61 @@ void check_file_size(const std::string& path, const ImageDecodeOptions& options,
                                       options.max_file_bytes));
 }
 
+// stb_image's BMP reader accepts a width or height of 0 and "decodes" an empty image, which no
+// transform can use (found by fuzz/image_decode_fuzzer.cpp).
+void check_not_empty(int width, int height, ImageFormat format, const std::string& name) {
+  if (width < 1 || height < 1)
+    throw FileError(name, fmt::format("has a corrupt {} header: an image of {}x{} pixels", to_string(format), width, height));
+}
+
+// Debian 12's stb_image (a 2022-09 snapshot; later versions refuse such a table themselves) builds
+// each Huffman table of a JPEG's DHT segments from 16 code counts without checking that they sum
+// to at most 256, the size of its table arrays: a larger sum writes past them, into the decoder's
+// heap state (found by fuzz/image_decode_fuzzer.cpp). This walks the markers as stb_image does (segments skipped by
+// their length, entropy-coded data and fill bytes byte by byte, DHT tables read on past a
+// segment's end as stb_image reads them) and refuses such a table before stb_image sees the file.
+void check_jpeg_huffman_tables(const uint8_t* data, size_t size, const std::string& name) {
+  auto byte = [&](size_t at) -> size_t { return at < size ? data[at] : 0; };  // stb_image reads 0 past the end
+  for (size_t at = 2; at + 1 < size;) {
+    const size_t marker = data[at + 1];
+    if (data[at] != 0xff || marker == 0xff) {  // entropy-coded data, or a fill byte before a marker
+      ++at;
+      continue;
+    }
+    if (marker == 0x00 || marker == 0x01 || (marker >= 0xd0 && marker <= 0xd8)) {  // stuffed 0xff, TEM, RSTn, SOI
+      at += 2;
+      continue;
+    }
+    if (marker == 0xd9) return;  // EOI
+    const size_t length = byte(at + 2) << 8 | byte(at + 3);
+    if (marker != 0xc4) {
+      at += 2 + std::max<size_t>(length, 2);
+      continue;
+    }
+    // As stb_image's DHT loop: tables until the segment's length is used up.
+    size_t table = at + 4;
+    for (int64_t left = static_cast<int64_t>(length) - 2; left > 0;) {
+      size_t codes = 0;
+      for (size_t i = 1; i <= 16; ++i) codes += byte(table + i);
+      if (codes > 256)
+        throw FileError(name, fmt::format("is a corrupt JPEG: the Huffman table at byte {} declares {} codes, more "
+                                          "than the 256 a table can hold",
+                                          table, codes));
+      left -= static_cast<int64_t>(17 + codes);
+      table += 17 + codes;
+    }
+    at = table;
+  }
+}
+
 ImageInfo info_from_memory(const uint8_t* data, size_t size, const std::string& name) {
   ImageInfo info;
   info.format = sniff(data, size, name);
+  if (info.format == ImageFormat::jpeg) check_jpeg_huffman_tables(data, size, name);
   int w = 0, h = 0, c = 0;
   if (stbi_info_from_memory(data, static_cast<int>(size), &w, &h, &c) == 0)
     throw FileError(name, fmt::format("has a corrupt {} header ({})", to_string(info.format), stbi_failure_reason()));
+  check_not_empty(w, h, info.format, name);
   info.width = w;
   info.height = h;
   info.channels = c;
@@ -97,15 +148,47 @@ ImageInfo read_image_info(const std::string& path, const ImageDecodeOptions& opt
   const size_t got = std::fread(head, 1, sizeof(head), file.get());
   ImageInfo info;
   info.format = sniff(head, got, path);
+  if (info.format == ImageFormat::jpeg) {
+    // The Huffman tables before the frame header are read too, and are checked first (above).
+    file.reset();
+    std::ifstream in(path, std::ios::binary);
+    std::vector<uint8_t> bytes(static_cast<size_t>(size));
+    if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size)))
+      throw FileError(path, fmt::format("read failed after {} of {} bytes", in.gcount(), size));
+    return info_from_memory(bytes.data(), bytes.size(), path);
+  }
   std::rewind(file.get());
   int w = 0, h = 0, c = 0;
   if (stbi_info_from_file(file.get(), &w, &h, &c) == 0)
     throw FileError(path, fmt::format("has a corrupt {} header ({})", to_string(info.format), stbi_failure_reason()));
+  check_not_empty(w, h, info.format, path);
   info.width = w;
   info.height = h;
   info.channels = c;
   info.bits_per_channel = stbi_is_16_bit_from_file(file.get()) != 0 ? 16 : 8;
   return info;
+}
+
+/// The PNG without its zero-length IDAT chunks (empty when it has none). They carry no data, but
+/// stb_image copies a first one into its not yet allocated buffer: memcpy(NULL, ..., 0), undefined
+/// behaviour (found by fuzz/image_decode_fuzzer.cpp). Chunks: length (4, big-endian), type (4),
+/// data, CRC (4); a malformed tail is left to stb_image, which refuses it.
+std::vector<uint8_t> png_without_empty_idat(const uint8_t* data, size_t size) {
+  std::vector<uint8_t> out;
+  size_t copied_until = 0;  // data[copied_until, at) is still to be copied
+  bool found = false;
+  for (size_t at = 8; at + 12 <= size;) {  // after the 8-byte signature
+    const size_t length = size_t{data[at]} << 24 | size_t{data[at + 1]} << 16 | size_t{data[at + 2]} << 8 | data[at + 3];
+    if (length > size - at - 12) break;
+    if (length == 0 && std::memcmp(data + at + 4, "IDAT", 4) == 0) {
+      found = true;
+      out.insert(out.end(), data + copied_until, data + at);
+      copied_until = at + 12;
+    }
+    at += 12 + length;
+  }
+  if (found) out.insert(out.end(), data + copied_until, data + size);
+  return out;
 }
 
 at::Tensor decode_image_memory(const uint8_t* data, size_t size, const std::string& name,
@@ -117,6 +200,12 @@ at::Tensor decode_image_memory(const uint8_t* data, size_t size, const std::stri
   const ImageInfo info = info_from_memory(data, size, name);
   check_size(info, name, options);
   int w = 0, h = 0, c = 0;
+  std::vector<uint8_t> cleaned;
+  if (info.format == ImageFormat::png) cleaned = png_without_empty_idat(data, size);
+  if (!cleaned.empty()) {
+    data = cleaned.data();
+    size = cleaned.size();
+  }
   // stb_image keeps its failure reason per thread, so decoding in parallel is safe.
   stbi_uc* pixels = stbi_load_from_memory(data, static_cast<int>(size), &w, &h, &c, 3);
   if (pixels == nullptr)

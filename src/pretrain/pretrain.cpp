@@ -167,7 +167,10 @@ PretrainResult pretrain(const PretrainConfig& config, const std::string& out_dir
 
   const auto seed = static_cast<uint64_t>(config.seed);
   const auto fonts = discover_fonts(config.glyphs);
-  auto [train_fonts, val_fonts] = split_by_family(fonts, config.validation_fraction, seed);
+  // Named, not a structured binding: lambdas below capture them, which Clang allows from 16 on.
+  const auto split = split_by_family(fonts, config.validation_fraction, seed);
+  const auto& train_fonts = split.first;
+  const auto& val_fonts = split.second;
   auto train_renderer = std::make_shared<const GlyphRenderer>(train_fonts, config.glyphs);
   auto val_renderer = std::make_shared<const GlyphRenderer>(val_fonts, config.glyphs);
   const GlyphDataset validation(val_renderer, config.validation_variants, seed + 1, "held-out fonts");

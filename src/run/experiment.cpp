@@ -221,6 +221,15 @@ Json parse_override(const std::string& assignment) {
   if (eq == std::string::npos || eq == 0)
     throw ConfigError(brief(assignment), "an override must look like field.subfield=value, e.g. train.lr=0.01");
   const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
+  // Configurations are JSON, which is UTF-8: a field name, or a value kept as a string, with other
+  // bytes would make every later dump of the configuration (error messages, results.json) throw
+  // nlohmann's type_error far from here (found by fuzz/override_fuzzer.cpp).
+  try {
+    (void)Json(assignment).dump();
+  } catch (const Json::type_error&) {
+    throw ConfigError(brief(key), "the override is not valid UTF-8 text; configuration values are JSON strings, "
+                                  "which must be UTF-8");
+  }
   std::vector<std::string> parts;
   for (std::size_t begin = 0;;) {
     const auto dot = key.find('.', begin);

@@ -460,6 +460,37 @@ TEST_CASE("CLIP checkpoints that do not match give errors naming the file and te
   }
 }
 
+// Found while writing fuzz/clip_loader_fuzzer.cpp: sizes were read from single names and
+// shapes, so a small file could ask for a model of any size (or throw std::out_of_range).
+TEST_CASE("CLIP sizes a checkpoint cannot hold are refused before the model is built", "[backbone][clip]") {
+  TempDir dir;
+  const auto openai = clprompt::state_dict(*tiny_clip_model(5));
+  auto load = [&](const TensorMap& tensors, const std::string& name) {
+    const std::string path = dir / name;
+    clprompt::write_safetensors(path, tensors);
+    return checkpoint_error([&] { (void)clprompt::load_clip_model(path); });
+  };
+  SECTION("a stray block index beyond int64 is an unexpected tensor, not std::out_of_range") {
+    auto tensors = copy_of(openai);
+    tensors.emplace("transformer.resblocks.99999999999999999999.ln_1.weight", at::zeros({64}));
+    CHECK_THAT(load(tensors, "huge-index.safetensors"),
+               Contains("unexpected in the checkpoint (1): transformer.resblocks.99999999999999999999.ln_1.weight"));
+  }
+  SECTION("a stray block index does not make a model of that many blocks") {
+    auto tensors = copy_of(openai);
+    tensors.emplace("visual.transformer.resblocks.100000000.ln_1.weight", at::zeros({64}));
+    CHECK_THAT(load(tensors, "far-index.safetensors"),
+               Contains("unexpected in the checkpoint (1): visual.transformer.resblocks.100000000.ln_1.weight"));
+  }
+  SECTION("a width from one small tensor") {
+    auto tensors = copy_of(openai);
+    tensors["visual.conv1.weight"] = at::zeros({12800, 3, 1, 1}, at::kByte);  // 12 x 12800^2 values per block
+    CHECK_THAT(load(tensors, "wide.safetensors"),
+               Contains("describe a CLIP (vision width 12800, 2 layers; text width 64, 2 layers)") &&
+                   Contains("truncated, or not a CLIP checkpoint"));
+  }
+}
+
 TEST_CASE("find_clip_files explains what a CLIP directory must hold", "[backbone][clip]") {
   TempDir dir;
   const std::string missing = dir / "nope";

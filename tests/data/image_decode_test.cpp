@@ -1,5 +1,6 @@
 // Bounded JPEG / PNG / BMP decoding: exact pixels for lossless formats, RGB conversions, and
 // refusals (size limits, other formats, corrupt files) that name the file and what was found.
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -147,6 +148,55 @@ TEST_CASE("PNG, BMP and JPEG decode to uint8 [3, H, W] with PIL's RGB conversion
   std::ifstream in(dir / "c3.png", std::ios::binary);
   const Bytes bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK(at::equal(clprompt::decode_image_memory(bytes.data(), bytes.size(), "mem.png"), expected_rgb(rgb, w, h, 3)));
+}
+
+// Found by fuzz/image_decode_fuzzer.cpp: Debian 12's stb_image (a 2022-09 snapshot) wrote past its
+// Huffman tables when a DHT segment's 16 code counts sum to more than 256.
+TEST_CASE("a JPEG Huffman table of more than 256 codes is refused before stb_image reads it", "[data][image_decode]") {
+  clprompt::test::TempDir dir;
+  const Bytes grey = pixels(8, 8, 1);
+  REQUIRE(stbi_write_jpg((dir / "ok.jpg").c_str(), 8, 8, 1, grey.data(), 90) != 0);
+  const Bytes ok = clprompt::detail::read_file_bytes(dir / "ok.jpg");
+  // After SOI: DHT, length 19, class/id 0, sixteen counts of 17 (272 codes).
+  Bytes bad(ok.begin(), ok.begin() + 2);
+  for (const uint8_t b : {0xff, 0xc4, 0x00, 0x13, 0x00}) bad.push_back(b);
+  bad.insert(bad.end(), 16, 17);
+  bad.insert(bad.end(), ok.begin() + 2, ok.end());
+  write_file(dir / "bad.jpg", bad);
+  const std::string expected = "is a corrupt JPEG: the Huffman table at byte 6 declares 272 codes";
+  CHECK_THAT(file_error([&] { (void)clprompt::decode_image_memory(bad.data(), bad.size(), "bad.jpg"); }),
+             Catch::Contains(expected));
+  CHECK_THAT(file_error([&] { (void)clprompt::read_image_info(dir / "bad.jpg"); }), Catch::Contains(expected));
+  CHECK(clprompt::read_image_info(dir / "ok.jpg").width == 8);
+  CHECK(clprompt::decode_image_memory(ok.data(), ok.size(), "ok.jpg").size(2) == 8);
+}
+
+// Found by fuzz/image_decode_fuzzer.cpp: stb_image decoded a BMP of width 0 to an empty image.
+TEST_CASE("empty IDAT chunks are dropped before stb_image copies one into a null buffer", "[data][image_decode]") {
+  // Found by fuzz/image_decode_fuzzer.cpp (UBSan: memcpy(NULL, ..., 0) in stb_image's PNG reader).
+  Bytes rows;
+  for (int y = 0; y < 3; ++y) rows.insert(rows.end(), {0, static_cast<uint8_t>(40 * y), 7, 200, 90, 80, 70});
+  const Bytes plain = png(2, 3, 8, 2, rows);
+  Bytes with_empty(plain.begin(), plain.begin() + 33);  // signature + IHDR
+  png_chunk(with_empty, "IDAT", {});
+  with_empty.insert(with_empty.end(), plain.begin() + 33, plain.end());
+  const auto expected = clprompt::decode_image_memory(plain.data(), plain.size(), "plain.png");
+  const auto decoded = clprompt::decode_image_memory(with_empty.data(), with_empty.size(), "empty-idat.png");
+  CHECK(decoded.equal(expected));
+  CHECK(expected[0][2][0].item<int>() == 80);
+}
+
+TEST_CASE("an image of width or height 0 is refused as a corrupt header", "[data][image_decode]") {
+  clprompt::test::TempDir dir;
+  const Bytes rgb = pixels(4, 8, 3);
+  REQUIRE(stbi_write_bmp((dir / "ok.bmp").c_str(), 4, 8, 3, rgb.data()) != 0);
+  Bytes empty = clprompt::detail::read_file_bytes(dir / "ok.bmp");
+  std::fill(empty.begin() + 18, empty.begin() + 22, uint8_t{0});  // BITMAPINFOHEADER width
+  write_file(dir / "empty.bmp", empty);
+  const std::string expected = "has a corrupt bmp header: an image of 0x8 pixels";
+  CHECK_THAT(file_error([&] { (void)clprompt::decode_image_memory(empty.data(), empty.size(), "empty.bmp"); }),
+             Catch::Contains(expected));
+  CHECK_THAT(file_error([&] { (void)clprompt::read_image_info(dir / "empty.bmp"); }), Catch::Contains(expected));
 }
 
 TEST_CASE("decoding refuses large, foreign and corrupt files before decoding them", "[data][image_decode]") {

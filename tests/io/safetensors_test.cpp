@@ -22,6 +22,7 @@ namespace fs = std::filesystem;
 namespace {
 
 using clprompt::test::TempDir;
+using clprompt::test::write_bytes;
 
 // File names in `dir`, sorted (to check that no temporary file is left behind).
 std::vector<std::string> names_in(const TempDir& dir) {
@@ -34,11 +35,6 @@ std::vector<std::string> names_in(const TempDir& dir) {
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 // A safetensors file by hand: u64 little-endian header length, header, buffer.

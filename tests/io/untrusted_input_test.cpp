@@ -26,12 +26,9 @@ namespace {
 
 using clprompt::test::error_message;
 using clprompt::test::TempDir;
+using clprompt::test::write_bytes;
 
 std::string nested_arrays(int depth) { return std::string(static_cast<size_t>(depth), '[') + std::string(static_cast<size_t>(depth), ']'); }
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 /// A safetensors file with `header` as its header text and no data.
 void write_raw_safetensors(const std::string& path, const std::string& header) {
@@ -94,6 +91,12 @@ TEST_CASE("overrides (--set): malformed paths end, deep paths are refused, value
              Catch::Contains("deeper than 64"));
   CHECK(clprompt::parse_override("train.lr=0.5") == clprompt::Json::parse(R"({"train": {"lr": 0.5}})"));
   CHECK(clprompt::parse_override("data.root=/data/x") == clprompt::Json::parse(R"({"data": {"root": "/data/x"}})"));
+  // Bytes that are not UTF-8 (found by fuzz/override_fuzzer.cpp): a named error now, not nlohmann's
+  // type_error when the configuration is next written out.
+  CHECK_THAT(error_message<clprompt::ConfigError>([] { clprompt::parse_override("transform={\"size\": \xcd\xcd}"); }),
+             Catch::Contains("not valid UTF-8"));
+  CHECK_THAT(error_message<clprompt::ConfigError>([] { clprompt::parse_override("data.root=/data/\xff"); }),
+             Catch::Contains("not valid UTF-8"));
 }
 
 namespace {

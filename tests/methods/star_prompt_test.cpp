@@ -1,10 +1,12 @@
 // STAR-Prompt end to end: level 1 (CLIP text prototypes) on a tiny generated CLIP and
 // vocabulary, and whole runs through run_experiment with CLIP and with the fallback source.
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 
 #include "clip/tiny_clip.hpp"
 #include "clprompt/clip/clip_loader.hpp"
+#include "clprompt/core/interrupt.hpp"
 #include "clprompt/core/seed.hpp"
 #include "clprompt/run/experiment.hpp"
 #include "clprompt/methods/star_prompt.hpp"
@@ -144,6 +146,29 @@ TEST_CASE("star-prompt runs end to end through the CLIP path and with the fallba
     for (const auto& [name, tensor] : state_dict(*restored))
       if (name.find("clip") != std::string::npos || name.find("visual") != std::string::npos) clip_names.push_back(name);
     CHECK(clip_names.empty());
+  }
+  SECTION("with CLIP, stopped by SIGINT after the first task and resumed: the uninterrupted results") {
+    overrides["method_options"]["clip"] = dir / "clip";
+    const auto reference = run_quietly(overrides, dir / "out-reference");
+    const auto registry = builtin_methods();
+    const auto config = resolve_config(registry, "star-prompt", overrides);
+    ExperimentOutput output{dir / "out-stopped", {}};
+    output.hooks.log = nullptr;
+    {
+      InterruptHandler interrupts;
+      // Acted on during task 2's first level (a pass over its features): the checkpoint written at
+      // the end of task 1's training stands, so task 1's alignment and evaluation run again.
+      output.hooks.on_task_end = [](const Results&) { std::raise(SIGINT); };
+      CHECK_THROWS_AS(run_experiment(registry, config, output), Interrupted);
+    }
+    CHECK(std::filesystem::exists(dir / "out-stopped/resume.safetensors"));
+    output.hooks.on_task_end = nullptr;
+    output.existing = ExistingRun::resume;
+    const auto resumed = run_experiment(registry, config, output);
+    CHECK(resumed.accuracy == reference.accuracy);
+    REQUIRE(resumed.tasks.size() == reference.tasks.size());
+    for (std::size_t t = 0; t < resumed.tasks.size(); ++t) CHECK(resumed.tasks[t].epoch_loss == reference.tasks[t].epoch_loss);
+    CHECK_FALSE(std::filesystem::exists(dir / "out-stopped/resume.safetensors"));  // removed once complete
   }
   SECTION("without CLIP: the fallback source, reported under its own name") {
     const auto results = run_quietly(overrides, dir / "out-fallback");

@@ -9,7 +9,7 @@
 # and compares every resumed results.json's accuracy matrix and epoch losses with the reference's.
 # Also: an existing run is not overwritten without --resume/--overwrite, a resume with a changed
 # configuration is refused naming the field, and a complete run resumes to itself.
-#   resume_after_kill.sh CLI WORKDIR [METHOD...]
+#   resume_after_kill.sh CLI WORKDIR [METHOD...]      (default: every method, and coda-prompt --align)
 set -uo pipefail
 CLI=$1 WORK=$2
 shift 2
@@ -17,6 +17,9 @@ mkdir -p "$WORK"
 PY="python3 -s"
 export OMP_NUM_THREADS=2
 methods=("$@")
+# CLPROMPT_RESUME_METHODS="l2p slca": a subset (CI's second lane checks the checkpoint format on
+# another LibTorch with two methods; the first lane runs them all).
+[[ ${#methods[@]} -eq 0 && -n ${CLPROMPT_RESUME_METHODS:-} ]] && read -r -a methods <<< "$CLPROMPT_RESUME_METHODS"
 if [[ ${#methods[@]} -eq 0 ]]; then
   mapfile -t methods < <("$CLI" methods --json | $PY -c "import json,sys; [print(m['name']) for m in json.load(sys.stdin)['methods']]")
   methods+=("coda-prompt --align")

@@ -48,11 +48,12 @@ TensorMap clip_hf_from_openai(const TensorMap& openai);
 
 /// Every ClipOptions size inferred from OpenAI-named shapes: vision width = conv1 output
 /// channels, patch = its kernel, image size = sqrt(visual positions - 1) * patch, layers = the
-/// number of resblocks indices (largest + 1), heads = width / 64 (OpenAI's build_model rule;
+/// number of consecutive resblocks indices from 0, heads = width / 64 (OpenAI's build_model rule;
 /// a width that is not a multiple of 64 is an error), context length and vocabulary = rows of
 /// positional_embedding and token_embedding.weight, embed_dim = text_projection's columns.
-/// layer_norm_eps keeps its default. A missing or mis-ranked tensor throws CheckpointError
-/// naming `source` and the tensor.
+/// layer_norm_eps keeps its default. A missing or mis-ranked tensor, or sizes whose model would
+/// hold more values than `openai_named` (so it could never load), throws CheckpointError naming
+/// `source` and the tensor or the sizes.
 ClipOptions clip_options_from_checkpoint(const TensorMap& openai_named, const std::string& source);
 
 /// Loads a CLIP safetensors file of either naming into `model` (strict: every model tensor
