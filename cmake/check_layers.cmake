@@ -2,7 +2,7 @@
 # or source may include clprompt headers of its own folder and of folders below it, never above:
 #   cmake -DROOT=<source dir> -P cmake/check_layers.cmake
 # prints every violation as  file:line: <folder> includes <higher folder> (...)  and fails.
-set(CLPROMPT_LAYERS core io stats optim data backbone clip prototypes selector head model learn methods run pretrain)
+set(CLPROMPT_LAYERS core distributed io stats optim data backbone clip prototypes selector head model learn methods run pretrain)
 
 if(NOT ROOT)
   message(FATAL_ERROR "usage: cmake -DROOT=<clprompt source dir> -P check_layers.cmake")

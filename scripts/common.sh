@@ -10,11 +10,13 @@ CLPROMPT_BUILD_DIR=${CLPROMPT_BUILD_DIR:-$CLPROMPT_ROOT/build}
 # reference BLAS (~3 GFLOP/s) that LibTorch's sgemm calls otherwise (~100 GFLOP/s with OpenBLAS).
 # python3-torch (the same LibTorch 1.13) runs the Python ports of the references' steps that
 # benchmarks/python/compare_step.py times clprompt against; CTest checks that they compute what
-# clprompt computes.
+# clprompt computes. libgloo-dev: the Gloo headers that LibTorch's c10d ProcessGroupGloo.hpp includes
+# (data-parallel runs); iproute2: `ip netns` for the two-host data-parallel test.
 CLPROMPT_PACKAGES=(
   g++ cmake ninja-build pkg-config
   libtorch-dev libopenblas0-openmp
   libeigen3-dev libfmt-dev nlohmann-json3-dev zlib1g-dev libstb-dev
+  libgloo-dev iproute2
   catch2 libbenchmark-dev
   dataset-fashion-mnist
   fonts-dejavu-core

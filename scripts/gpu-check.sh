@@ -10,7 +10,8 @@
 #      (benchmarks/python/gpu_step.py), and prints them side by side (gpu_table.py);
 #   4. runs a short CODA-Prompt on the GPU and on the CPU and checks that their final average
 #      accuracy agrees within 3 points (GPU kernels sum in another order; the runs are otherwise
-#      the same seed, data and recipe).
+#      the same seed, data and recipe);
+#   5. runs it again as a data-parallel run of one process (NCCL on the GPU, Gloo on the CPU).
 # Everything it prints also goes to $OUT (the device tool's output folder) or build-gpu/check/.
 #
 #   bash scripts/gpu-check.sh          # on the GPU machine
@@ -89,4 +90,17 @@ on_cpu=$(final cpu)
 log "CODA-Prompt final average accuracy: $device $on_device %, cpu $on_cpu %"
 "$PY" -c "import sys; d = abs(float(sys.argv[1]) - float(sys.argv[2])); print(f'difference {d:.2f} points (tolerance 3)'); sys.exit(d > 3)" \
   "$on_device" "$on_cpu" | tee -a "$OUTDIR/gpu-check.log"
+
+# 5. The data-parallel path with world size 1 (issue 16): NCCL on a GPU, Gloo with --cpu. One process
+#    through the process group gives the plain run's accuracy (the same shards: all of every batch).
+backend=gloo
+[[ $device == cuda ]] && backend=nccl
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} CLPROMPT_DIST_BACKEND=$backend "$BUILD/bin/clprompt" run --method coda-prompt \
+  --set data.root="$data_root" --set device="$device" --set save_checkpoint=false "${coda_args[@]}" --nproc 1 \
+  --check-replicas --out "$OUTDIR/coda-$device-$backend" --overwrite --quiet >/dev/null
+on_group=$("$PY" -c "import json,sys; r = json.load(open(sys.argv[1])); assert r['world_size'] == 1; print(r['final_average_accuracy'])" \
+  "$OUTDIR/coda-$device-$backend/coda-prompt/results.json")
+log "CODA-Prompt through a $backend process group of 1: $on_group % (plain run: $on_device %)"
+"$PY" -c "import sys; d = abs(float(sys.argv[1]) - float(sys.argv[2])); print(f'difference {d:.2f} points (tolerance 0.5)'); sys.exit(d > 0.5)" \
+  "$on_group" "$on_device" | tee -a "$OUTDIR/gpu-check.log"
 log "done"

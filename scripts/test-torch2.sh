@@ -29,9 +29,9 @@ CLPROMPT_BUILD_DIR=${CLPROMPT_TORCH2_BUILD_DIR:-$CLPROMPT_ROOT/build-torch2}
 clprompt_configure -DCMAKE_PREFIX_PATH="$prefix" -DTORCH_CUDA_ARCH_LIST=9.0 -DCLPROMPT_COMPARE_PYTHON="$venv/bin/python"
 clprompt_build
 cd "$CLPROMPT_BUILD_DIR"
-# The resume test with two methods here (Adam and SGD states through this LibTorch's serialisation);
-# lane 1 runs it for every method.
-CLPROMPT_RESUME_METHODS=${CLPROMPT_RESUME_METHODS:-"l2p slca"} OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} \
+# The resume and data-parallel tests with two methods here (Adam and SGD states through this
+# LibTorch's serialisation and c10d); lane 1 runs them for every method.
+CLPROMPT_RESUME_METHODS=${CLPROMPT_RESUME_METHODS:-"l2p slca"} CLPROMPT_DP_METHODS=${CLPROMPT_DP_METHODS:-"l2p slca"} OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} \
   ctest --output-on-failure --parallel "$(nproc)" --timeout 900
 cd "$CLPROMPT_ROOT"
 CLPROMPT_GPU_CHECK_PYTHON="$venv/bin/python" CLPROMPT_BUILD_DIR="$CLPROMPT_BUILD_DIR" bash scripts/gpu-check.sh --cpu

@@ -31,8 +31,13 @@ Loader::Loader(const Dataset& dataset, std::vector<int64_t> indices, const std::
       train_(options.training),
       drop_last_(options.drop_last),
       pin_memory_(options.pin_memory),
+      shard_index_(options.shard_index),
+      shard_count_(options.shard_count),
       shuffle_seed_(options.seed) {
   if (batch_size_ < 1) throw ConfigError("batch_size", fmt::format("expected >= 1, got {}", batch_size_));
+  if (shard_count_ < 1 || shard_index_ < 0 || shard_index_ >= shard_count_)
+    throw ConfigError("shard_index", fmt::format("expected 0 <= shard_index < shard_count, got {} of {}", shard_index_,
+                                                 shard_count_));
   detail::check_indices(indices_, dataset.size(), fmt::format("Loader over {}", dataset.description()));
   labels_.reserve(indices_.size());
   for (int64_t i : indices_) {
@@ -106,17 +111,26 @@ void Loader::Epoch::start(int64_t b) {
                      [loader = loader_, epoch = epoch_, order = order_, b] { return loader->make_batch(epoch, *order, b); });
 }
 
+// The first batch of this process's shard at or after `position`.
+int64_t Loader::Epoch::next_position(int64_t position) const {
+  const int64_t count = loader_->shard_count_, index = loader_->shard_index_;
+  if (count == 1) return position;
+  const int64_t offset = ((index - position) % count + count) % count;
+  return position + offset;
+}
+
 Loader::Epoch::iterator Loader::Epoch::begin() {
   if (started_) throw Error("Loader::Epoch: an epoch is an input range and can be iterated only once");
   started_ = true;
   position_ = first_batch_ - 1;
-  if (first_batch_ < num_batches_) start(first_batch_);
+  const int64_t first = next_position(first_batch_);
+  if (first < num_batches_) start(first);
   advance();
   return iterator(this);
 }
 
 void Loader::Epoch::advance() {
-  ++position_;
+  position_ = next_position(position_ + 1);
   if (position_ >= num_batches_) return;
   try {
     current_ = next_.get();
@@ -124,7 +138,8 @@ void Loader::Epoch::advance() {
     position_ = num_batches_;  // the pass ends here
     throw;
   }
-  if (position_ + 1 < num_batches_) start(position_ + 1);
+  const int64_t next = next_position(position_ + 1);
+  if (next < num_batches_) start(next);
 }
 
 

@@ -22,6 +22,9 @@
 
 #include "clprompt/core/interrupt.hpp"
 #include "clprompt/core/json_parse.hpp"
+#include "clprompt/core/device.hpp"
+#include "clprompt/distributed/launcher.hpp"
+#include "clprompt/distributed/process_group.hpp"
 #include "clprompt/io/svg_plot.hpp"
 #include "clprompt/learn/metrics.hpp"
 #include "clprompt/run/benchmarks.hpp"
@@ -33,7 +36,7 @@ namespace {
 constexpr const char* kUsage = R"(usage:
   {0} run [--method NAME[,NAME...]] [--benchmark NAME --data DIR --pretrained FILE] [--config FILE.json]
           [--set FIELD=VALUE]... [--head KIND | --align] [--clip DIR] [--out DIR] [--quiet]
-          [--resume | --overwrite] [--checkpoint-every STEPS]
+          [--resume | --overwrite] [--checkpoint-every STEPS] [--nproc N] [--check-replicas]
   {0} config [--method NAME] [--benchmark NAME] [--config FILE.json] [--set FIELD=VALUE]... [--head KIND | --align]
   {0} methods [--json]
 {1}
@@ -62,6 +65,11 @@ its checkpoint DIR/<run>/resume.safetensors (written when each task's training s
 every --checkpoint-every training steps and on SIGINT/SIGTERM, which then exit with 130/143) to the results
 an uninterrupted run gives (same configuration; threads and device may change, the numbers then may too),
 and reports a complete run; --overwrite starts it again.
+--nproc N trains data-parallel in N local processes (c10d: Gloo on CPUs, NCCL on GPUs), started and
+watched by this one: each trains on its share of every batch, gradients are summed, and the results are
+those of one process up to the order of floating-point sums; one failing stops all. A run started by
+torchrun or by hand (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set) is one rank of such a
+run, also across machines. --check-replicas compares every rank's trainable parameters after each step.
 --set takes a dotted field path and a JSON value, e.g. --set train.lr=0.01 --set scenario.num_tasks=10.
 The thread count is config field 'threads' (0: $OMP_NUM_THREADS, else all cores).
 )";
@@ -80,6 +88,8 @@ struct RunArguments {
   bool json = false;
   ExistingRun existing = ExistingRun::refuse;
   int64_t checkpoint_every = 0;
+  int nproc = 0;  ///< > 0: launch that many local data-parallel workers
+  bool check_replicas = false;
 };
 
 /// The flags of run, config and methods; each command accepts only its own.
@@ -142,6 +152,17 @@ RunArguments parse_arguments(const std::string& command, const std::vector<std::
       if (text.empty() || *end != '\0' || errno == ERANGE || n < 0)
         throw UsageError(fmt::format("--checkpoint-every takes a number of training steps >= 0, got '{}'", brief(text)));
       a.checkpoint_every = n;
+    } else if (arg == "--nproc") {
+      only(run);
+      const auto text = value();
+      char* end = nullptr;
+      const long n = std::strtol(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0' || n < 1 || n > 1024)
+        throw UsageError(fmt::format("--nproc takes a number of processes from 1 to 1024, got '{}'", brief(text)));
+      a.nproc = static_cast<int>(n);
+    } else if (arg == "--check-replicas") {
+      only(run);
+      a.check_replicas = true;
     } else if (arg == "--quiet") {
       only(run);
       a.quiet = true;
@@ -200,6 +221,18 @@ int run_command(const MethodRegistry& registry, const RunArguments& a) {
     for (std::size_t k = 0; k < trials.size(); ++k)
       check_run_directory(directory_of(config, k, trials.size()).string(), a.existing);
   }
+  // One rank of a data-parallel run (torchrun's environment, or --nproc's workers): rank 0 prints
+  // and writes; the others compute the same and stay quiet.
+  DataParallel data_parallel;
+  int local_rank = 0;
+  if (const auto distributed = DistributedOptions::from_environment()) {
+    local_rank = distributed->local_rank;
+    auto device = resolve_device(configs.front().device);
+    if (device.is_cuda() && !device.has_index()) device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
+    data_parallel.collective = connect(*distributed, device);
+    data_parallel.check_replicas = a.check_replicas;
+  }
+  const bool leader = data_parallel.collective == nullptr || data_parallel.collective->rank() == 0;
   // SIGINT / SIGTERM: a checkpoint at the next step, then exit 130 / 143 (run_cli).
   InterruptHandler interrupts;
   AccuracyPlot comparison;
@@ -213,16 +246,22 @@ int run_command(const MethodRegistry& registry, const RunArguments& a) {
     for (std::size_t k = 0; k < trials.size(); ++k) {
       const auto& trial = trials[k];
       const auto directory = directory_of(config, k, trials.size());
-      ExperimentOutput output{directory.string(), {}, a.existing, a.checkpoint_every};
-      if (a.quiet) output.hooks.log = nullptr;
-      fmt::print("== {} on {}{}{} ==\n", name, config.benchmark.empty() ? config.data.dataset : config.benchmark,
-                 config.data.root.empty() ? "" : fmt::format(" ({})", config.data.root),
-                 trials.size() > 1 ? fmt::format(", trial {} of {} (seed {})", k + 1, trials.size(), trial.seed) : "");
-      std::fflush(stdout);
+      ExperimentOutput output{directory.string(), {}, a.existing, a.checkpoint_every, data_parallel, local_rank};
+      if (a.quiet || !leader) output.hooks.log = nullptr;
+      if (!leader) output.hooks.progress_bar = false;
+      if (leader) {
+        fmt::print("== {} on {}{}{}{} ==\n", name, config.benchmark.empty() ? config.data.dataset : config.benchmark,
+                   config.data.root.empty() ? "" : fmt::format(" ({})", config.data.root),
+                   trials.size() > 1 ? fmt::format(", trial {} of {} (seed {})", k + 1, trials.size(), trial.seed) : "",
+                   data_parallel.collective ? fmt::format(", {} processes", data_parallel.collective->world_size()) : "");
+        std::fflush(stdout);
+      }
       const auto results = run_experiment(registry, trial, output);
+      if (!leader) continue;
       fmt::print("{}", format_summary(results));
-      fmt::print("wrote {}/results.json, accuracy.svg{} ({:.1f} s, {} threads)\n\n", directory.string(),
-                 trial.save_checkpoint ? ", model.safetensors" : "", results.total_seconds, results.threads);
+      fmt::print("wrote {}/results.json, accuracy.svg{} ({:.1f} s, {} threads{})\n\n", directory.string(),
+                 trial.save_checkpoint ? ", model.safetensors" : "", results.total_seconds, results.threads,
+                 results.world_size > 1 ? fmt::format(" x {} processes", results.world_size) : "");
       const auto per_task = average_accuracy_per_task(results.accuracy);
       summary.final.push_back(final_average_accuracy(results.accuracy));
       summary.incremental.push_back(average_incremental_accuracy(per_task));
@@ -236,7 +275,7 @@ int run_command(const MethodRegistry& registry, const RunArguments& a) {
         }
       }
     }
-    if (trials.size() > 1) {
+    if (trials.size() > 1 && leader) {
       fmt::print("{} over {} trials: final average accuracy {} | average incremental accuracy {} | forgetting {}{}\n\n",
                  name, trials.size(), cell(summary.final), cell(summary.incremental), cell(summary.forgetting),
                  config.reference.value("reported", std::string()).empty()
@@ -245,7 +284,7 @@ int run_command(const MethodRegistry& registry, const RunArguments& a) {
     }
     summaries.push_back(std::move(summary));
   }
-  if (configs.size() > 1) {
+  if (configs.size() > 1 && leader) {
     fmt::print("{:<20} {:>12} {:>12} {:>12} {:>9}\n", "method", "final acc", "avg inc acc", "forgetting", "time (s)");
     for (const auto& s : summaries)
       fmt::print("{:<20} {:>12} {:>12} {:>12} {:>9.1f}\n", s.name, cell(s.final), cell(s.incremental), cell(s.forgetting),
@@ -299,6 +338,21 @@ int methods_command(const MethodRegistry& registry, const RunArguments& a) {
   return 0;
 }
 
+/// `run --nproc N`: this program again as N workers (the same arguments but --nproc), watched.
+int launch(const std::string& program, const std::vector<std::string>& args, int nproc) {
+  std::vector<std::string> worker_args{"run"};
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--nproc") {
+      ++i;
+      continue;
+    }
+    worker_args.push_back(args[i]);
+  }
+  const auto result = launch_local_workers(current_executable(), worker_args, {.nproc = nproc});
+  if (result.exit_code != 0) fmt::print(stderr, "{}: data parallel: {}\n", program, result.message);
+  return result.exit_code;
+}
+
 std::string usage_text(const char* program, const CliCommands& extra) {
   std::string extra_usage, extra_help;
   for (const auto& [name, command] : extra) {
@@ -336,9 +390,15 @@ Json read_config_file(const std::string& path) {
 }
 
 int run_cli(int argc, char** argv, const MethodRegistry& registry, const CliCommands& extra) {
-  const char* program = argc > 0 ? argv[0] : "clprompt";
-  if (const char* slash = std::strrchr(program, '/')) program = slash + 1;
-  const auto usage = usage_text(program, extra);
+  const char* program_path = argc > 0 ? argv[0] : "clprompt";
+  if (const char* slash = std::strrchr(program_path, '/')) program_path = slash + 1;
+  const auto usage = usage_text(program_path, extra);
+  // A data-parallel worker names its rank in every message.
+  const char* rank = std::getenv("RANK");
+  const std::string program_name = std::getenv("WORLD_SIZE") != nullptr && rank != nullptr
+                                        ? fmt::format("{} [rank {}]", program_path, rank)
+                                        : std::string(program_path);
+  const char* program = program_name.c_str();
   if (argc < 2) {
     fmt::print(stderr, "{}: missing command\n{}", program, usage);
     return 2;
@@ -356,6 +416,7 @@ int run_cli(int argc, char** argv, const MethodRegistry& registry, const CliComm
     if (command != "run" && command != "config" && command != "methods")
       throw UsageError(fmt::format("unknown command '{}'", command));
     const auto a = parse_arguments(command, args);
+    if (command == "run" && a.nproc > 0 && std::getenv("WORLD_SIZE") == nullptr) return launch(program, args, a.nproc);
     if (command == "run") return run_command(registry, a);
     if (command == "methods") return methods_command(registry, a);
     fmt::print("{}\n", write_options(resolve(registry, a, a.methods.empty() ? "" : a.methods.front())).dump(2));

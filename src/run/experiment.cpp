@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -374,7 +375,11 @@ Results run_experiment(const MethodRegistry& registry, const RunConfig& config, 
   const int threads = configure_threads(static_cast<int>(config.threads));
   keep_freed_memory();
   seed_everything(static_cast<uint64_t>(config.seed));
-  if (!output.directory.empty()) {
+  // In a data-parallel run rank 0 alone writes (every rank computes the same results).
+  const auto* collective = output.data_parallel.collective.get();
+  const int world_size = collective != nullptr ? collective->world_size() : 1;
+  const bool writes = collective == nullptr || collective->rank() == 0;
+  if (!output.directory.empty() && writes) {
     std::error_code ec;
     std::filesystem::create_directories(output.directory, ec);
     if (ec) throw FileError(output.directory, "cannot create the output directory: " + ec.message());
@@ -400,9 +405,9 @@ Results run_experiment(const MethodRegistry& registry, const RunConfig& config, 
   const auto results_path = output.directory.empty() ? std::string() : (std::filesystem::path(output.directory) / "results.json").string();
   if (!output.directory.empty()) {
     std::error_code ec;
-    remove_stale_temporaries(output.directory);
+    if (writes) remove_stale_temporaries(output.directory);
     if (output.existing == ExistingRun::overwrite) {
-      std::filesystem::remove(state_path, ec);
+      if (writes) std::filesystem::remove(state_path, ec);
     } else if (output.existing == ExistingRun::resume) {
       if (std::filesystem::exists(state_path, ec)) {
         resume = read_resume_checkpoint(state_path);
@@ -417,6 +422,13 @@ Results run_experiment(const MethodRegistry& registry, const RunConfig& config, 
         }
         require_same_configuration(saved, resolved, state_path);
         resumed_config = saved;
+        // The shards (and the reduction order) depend on the number of processes.
+        const auto recorded_world = resume->metadata.find("clprompt.world_size");
+        const int was = recorded_world == resume->metadata.end() ? 1 : std::atoi(recorded_world->second.c_str());
+        if (was != world_size)
+          throw CheckpointError(fmt::format("{}: written by a run of {} process{}, this one has {}; resume with {}",
+                                            state_path, was, was == 1 ? "" : "es", world_size,
+                                            was == 1 ? "one process (no --nproc)" : fmt::format("--nproc {}", was)));
       } else if (std::filesystem::exists(results_path, ec)) {
         Results done;
         try {
@@ -481,10 +493,13 @@ Results run_experiment(const MethodRegistry& registry, const RunConfig& config, 
   run.transform = config.transform;
   run.seed = static_cast<uint64_t>(config.seed);
   run.device = resolve_device(config.device);
+  if (collective != nullptr && run.device.is_cuda() && !run.device.has_index())
+    run.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(output.local_rank));  // a GPU per local rank
+  run.data_parallel = output.data_parallel;
   run.hooks = output.hooks;
   auto user_hook = output.hooks.on_task_end;
   run.hooks.on_task_end = [&](const Results& partial) {
-    write_outputs(output.directory, fill(partial));
+    if (writes) write_outputs(output.directory, fill(partial));
     if (user_hook) user_hook(partial);
   };
   if (config.save_checkpoint && !output.directory.empty()) {
@@ -494,7 +509,9 @@ Results run_experiment(const MethodRegistry& registry, const RunConfig& config, 
   if (!output.directory.empty()) {
     run.hooks.checkpoint.path = state_path;
     run.hooks.checkpoint.every_steps = output.checkpoint_every_steps;
-    run.hooks.checkpoint.metadata = {{"clprompt.method", config.method}, {"clprompt.config", resolved.dump()}};
+    run.hooks.checkpoint.metadata = {{"clprompt.method", config.method},
+                                     {"clprompt.config", resolved.dump()},
+                                     {"clprompt.world_size", std::to_string(world_size)}};
   }
   if (resume) {
     run.resume = &*resume;
@@ -505,7 +522,7 @@ Results run_experiment(const MethodRegistry& registry, const RunConfig& config, 
                          "uninterrupted run", field, resolved.at(field).dump(), was.dump()));
   }
   auto results = fill(entry.run(run));
-  if (!output.directory.empty()) {
+  if (!output.directory.empty() && writes) {
     std::error_code ec;
     std::filesystem::remove(state_path, ec);  // complete: results.json and the model are the run's record
   }

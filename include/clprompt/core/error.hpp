@@ -73,4 +73,10 @@ class NumericError : public Error {
   using Error::Error;
 };
 
+/// A data-parallel run lost a rank or could not form its process group (names rank and cause).
+class DistributedError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace clprompt

@@ -7,6 +7,8 @@
 
 namespace clprompt {
 
+class Collective;
+
 struct TaskContext {
   int64_t task = 0;         ///< the task being learned, or the last one learned (evaluation)
   int64_t num_tasks = 1;    ///< length of the task sequence
@@ -15,6 +17,14 @@ struct TaskContext {
   std::vector<int64_t> task_class_ends;  ///< class_end of every task up to and including `task`
   bool training = false;    ///< true while learning `task` (task identity may be used);
                             ///< false at evaluation (class-incremental: no task identity)
+  /// Data-parallel training (core/collective.hpp): this rank's shard of the global batch is what
+  /// the policies see. A policy whose training step couples the samples of a batch beyond a mean
+  /// of per-sample terms (e.g. batch-wise prompt selection) reduces that coupling across the
+  /// ranks with it; null in a single process.
+  Collective* collective = nullptr;
+  /// True when this rank's shard of the (last, partial) global batch is empty and it steps on a
+  /// stand-in row whose loss weighs zero: counts it contributes to a reduction must be zero.
+  bool padding_shard = false;
 
   int64_t classes_seen() const { return class_end; }
   int64_t task_classes() const { return class_end - class_begin; }

@@ -41,6 +41,11 @@ struct LoaderOptions {
   bool drop_last = false;
   /// Batches in page-locked memory, so that copies to a GPU do not wait (the worker thread pins).
   bool pin_memory = false;
+  /// This process's share of the batches in a data-parallel pass (evaluation, feature passes):
+  /// an epoch visits batches shard_index, shard_index + shard_count, ... of the whole pass, each
+  /// exactly the batch one process would build. num_batches() stays the whole pass's.
+  int64_t shard_index = 0;
+  int64_t shard_count = 1;
 };
 
 class Loader {
@@ -81,6 +86,7 @@ class Loader {
   bool train_;
   bool drop_last_ = false;
   bool pin_memory_ = false;
+  int64_t shard_index_ = 0, shard_count_ = 1;
   uint64_t shuffle_seed_;
 };
 
@@ -127,6 +133,7 @@ class Loader::Epoch {
   int64_t num_batches() const { return num_batches_; }
 
  private:
+  int64_t next_position(int64_t position) const;
   void start(int64_t b);
   void advance();
 

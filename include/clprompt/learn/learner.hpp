@@ -12,6 +12,13 @@
 // stopped in any way continues bit-for-bit with resume() on a model constructed as the first was:
 //
 //   clprompt::Results results = learner.resume(clprompt::read_resume_checkpoint(path), hooks);
+//
+// Data parallel (distribute(), one Learner per process, each given the same scenario, seed and
+// model): every rank builds each global batch and trains on its rows (core/collective.hpp
+// row_shard), the gradients and losses are summed across the ranks before every step, and the
+// passes without gradients are split by whole batches: evaluation counts are summed, and the
+// encoded features of a feature pass (class statistics, prototypes) are gathered so that every
+// rank's policies see the single-process stream, in its order. Only rank 0 writes checkpoints.
 #include <chrono>
 #include <cmath>
 #include <functional>
@@ -19,6 +26,7 @@
 
 #include <fmt/format.h>
 
+#include "clprompt/core/collective.hpp"
 #include "clprompt/core/error.hpp"
 #include "clprompt/core/fault_injection.hpp"
 #include "clprompt/core/interrupt.hpp"
@@ -56,6 +64,15 @@ struct LearnerHooks {
   CheckpointSettings checkpoint;
 };
 
+/// What makes a Learner one of the processes of a data-parallel run.
+struct DataParallel {
+  std::shared_ptr<Collective> collective;  ///< null: a single process
+  /// After every training step, compare every rank's trainable parameters with rank 0's, bit for
+  /// bit, and stop with an Error naming the rank and step when they differ (a test of the
+  /// all-reduce; costs one broadcast of the trainable parameters per step).
+  bool check_replicas = false;
+};
+
 template <class Model>
 class Learner {
  public:
@@ -68,9 +85,22 @@ class Learner {
       break;
     }
     for (int64_t t = 0; t < scenario_.num_tasks(); ++t) classes_per_task_.push_back(scenario_.task(t).num_classes());
+    scenario_fingerprint_ = scenario_fingerprint(scenario_.class_order(), index_lists());
   }
 
   Results run(const LearnerHooks& hooks = {}) { return run_from(nullptr, hooks); }
+
+  /// Makes this learner rank collective->rank() of a data-parallel run (see the file comment).
+  void distribute(DataParallel data_parallel) {
+    data_parallel_ = std::move(data_parallel);
+    if (collective() != nullptr && train_.batch_size < collective()->world_size())
+      throw ConfigError("train.batch_size", fmt::format("{} is smaller than the {} processes of the data-parallel run; "
+                                                        "every process needs at least one sample per batch",
+                                                        train_.batch_size, collective()->world_size()));
+  }
+  Collective* collective() const { return data_parallel_.collective.get(); }
+  int rank() const { return collective() != nullptr ? collective()->rank() : 0; }
+  int world_size() const { return collective() != nullptr ? collective()->world_size() : 1; }
 
   /// Continues the run that wrote `state`, to the same results as an uninterrupted run. The model
   /// must be constructed exactly as for run() (same type, options, seed and weights) and not have
@@ -83,7 +113,8 @@ class Learner {
     model_.eval();
     Transform transform(transform_);
     Loader loader(scenario_.test_set(), indices, scenario_.label_map(), transform,
-                  {.batch_size = train_.eval_batch_size, .training = false, .seed = seed_, .pin_memory = device_.is_cuda()});
+                  {.batch_size = train_.eval_batch_size, .training = false, .seed = seed_, .pin_memory = device_.is_cuda(),
+                   .shard_index = rank(), .shard_count = world_size()});
     // Counted on the device; one synchronisation per evaluated task, not per batch.
     auto correct_on_device = at::zeros({}, at::TensorOptions(at::kLong).device(device_));
     int64_t total = 0;
@@ -98,7 +129,13 @@ class Learner {
       correct_on_device += predicted.eq(to_device(batch.labels)).sum();
       total += batch.labels.size(0);
     }
-    const int64_t correct = correct_on_device.template item<int64_t>();
+    int64_t correct = correct_on_device.template item<int64_t>();
+    if (collective() != nullptr) {  // the ranks evaluated disjoint batches: sum the counts
+      auto counts = at::tensor(std::vector<int64_t>{correct, total}, at::kLong);
+      collective()->all_reduce_sum(counts);
+      correct = counts[0].template item<int64_t>();
+      total = counts[1].template item<int64_t>();
+    }
     correct_out += correct;
     total_out += total;
     return total > 0 ? 100.0 * static_cast<double>(correct) / static_cast<double>(total) : 0.0;
@@ -113,6 +150,7 @@ class Learner {
     results_ = Results();
     results_.seed = seed_;
     results_.num_tasks = scenario_.num_tasks();
+    results_.world_size = world_size();
     results_.class_order = scenario_.class_order();
     trainer_.reset();
     trainer_task_ = -1;
@@ -167,6 +205,7 @@ class Learner {
   void make_trainer(int64_t t) {
     trainer_ = std::make_unique<Trainer>("training", model_.parameter_groups().trainer_groups(train_.slow_lr_scale),
                                          train_.optim, train_.schedule, "lower train.lr or check the input normalisation");
+    trainer_->set_collective(collective());
     trainer_task_ = t;
   }
 
@@ -176,7 +215,7 @@ class Learner {
     const auto& where = hooks.checkpoint.path.empty() ? std::string("resume checkpoint") : hooks.checkpoint.path;
     const auto& p = state.position;
     if (state.classes_per_task != classes_per_task_ ||
-        state.scenario_fingerprint != scenario_fingerprint(scenario_.class_order(), index_lists()))
+        state.scenario_fingerprint != scenario_fingerprint_)
       throw CheckpointError(fmt::format("{}: written for another scenario (tasks of {} classes, class order or split "
                                         "differ); resume with the same data, scenario and seed",
                                         where, Json(state.classes_per_task).dump()));
@@ -219,13 +258,17 @@ class Learner {
   /// Writes the resume checkpoint for `position` (nothing when no path is set).
   void save_checkpoint(const RunPosition& position, const LearnerHooks& hooks) {
     if (hooks.checkpoint.path.empty()) return;
+    if (rank() != 0) {  // every rank holds the same state; rank 0 writes it
+      if (trainer_) trainer_->flush();
+      return;
+    }
     NvtxRange range("checkpoint");
     ResumeState state;
     state.position = position;
     state.results = results_;
     state.record = record_;
     state.classes_per_task = classes_per_task_;
-    state.scenario_fingerprint = scenario_fingerprint(scenario_.class_order(), index_lists());
+    state.scenario_fingerprint = scenario_fingerprint_;
     state.code_fingerprint = code_fingerprint();
     state.model = state_dict(model_);
     if (trainer_ && trainer_->has_parameters()) state.optimizer = save_optimizer_state(trainer_->optimizer());
@@ -256,6 +299,9 @@ class Learner {
                       hooks);
     };
     const int64_t every = hooks.checkpoint.every_steps;
+    TaskContext step_ctx = ctx;
+    step_ctx.collective = collective();
+    const double allreduce_before = trainer.allreduce_seconds();
     for (int64_t epoch = from.epoch; epoch < train_.epochs; ++epoch) {
       trainer.begin_epoch(epoch, train_.epochs, fmt::format("task {}, epoch {}", ctx.task, epoch));
       const int64_t first = epoch == from.epoch ? from.batch : 0;
@@ -268,16 +314,20 @@ class Learner {
         at::Tensor loss;
         {
           AutocastScope autocast(train_.precision, device_);
-          auto output = model_.forward(to_device(batch.images), ctx);
-          loss = model_.loss(output, to_device(batch.labels), ctx);
+          const auto shard = shard_of(batch, step_ctx);
+          auto output = model_.forward(to_device(shard.images), step_ctx);
+          loss = model_.loss(output, to_device(shard.labels), step_ctx);
+          if (shard.weight != 1.0) loss = loss * shard.weight;
         }
         trainer.step(loss);
+        check_replicas(ctx, epoch, b);
         ++b;
+        ++record.train_steps;
         record.train_images += batch.labels.size(0);
         // The running loss only when it is drawn: reading it waits for the device.
         bar.advance(batch.labels.size(0), bar.enabled() ? fmt::format("loss {:.4f}", trainer.epoch_loss()) : "");
         fault_point("train-step");
-        if (const int signal = interrupt_requested()) {
+        if (const int signal = interrupt_requested_by_any()) {
           checkpoint(epoch, b);
           throw Interrupted(signal, fmt::format("stopped by signal {} at task {}, epoch {}, batch {}; checkpoint written",
                                                 signal, ctx.task + 1, epoch + 1, b));
@@ -289,6 +339,59 @@ class Learner {
       checkpoint(epoch + 1, 0);
     }
     record.train_seconds = seconds_before + seconds_since(start);
+    record.allreduce_seconds += trainer.allreduce_seconds() - allreduce_before;
+  }
+
+  /// This rank's rows of a global batch and their share of it (1 in a single process). A rank
+  /// whose share of a short last batch is empty steps on one stand-in row weighted 0, so that
+  /// every rank takes part in every collective of the step.
+  struct Shard {
+    at::Tensor images, labels;
+    double weight = 1.0;
+  };
+  Shard shard_of(const Batch& batch, TaskContext& step_ctx) const {
+    step_ctx.padding_shard = false;
+    if (collective() == nullptr) return {batch.images, batch.labels, 1.0};
+    const int64_t n = batch.labels.size(0);
+    const auto rows = row_shard(n, rank(), world_size());
+    if (rows.size == 0) {
+      step_ctx.padding_shard = true;
+      return {batch.images.narrow(0, 0, 1), batch.labels.narrow(0, 0, 1), 0.0};
+    }
+    return {batch.images.narrow(0, rows.begin, rows.size), batch.labels.narrow(0, rows.begin, rows.size),
+            static_cast<double>(rows.size) / static_cast<double>(n)};
+  }
+
+  /// A signal on any rank stops every rank at the same step (so that rank 0's checkpoint is the
+  /// position every rank stopped at).
+  int interrupt_requested_by_any() const {
+    const int local = interrupt_requested();
+    if (collective() == nullptr) return local;
+    auto signals = at::zeros({world_size()}, at::kLong);
+    signals[rank()] = local;
+    collective()->all_reduce_sum(signals);
+    for (int64_t r = 0; r < signals.size(0); ++r)
+      if (const auto s = signals[r].template item<int64_t>(); s != 0) return static_cast<int>(s);
+    return 0;
+  }
+
+  /// With check_replicas: rank 0's trainable parameters broadcast and compared bit for bit.
+  void check_replicas(const TaskContext& ctx, int64_t epoch, int64_t b) {
+    if (collective() == nullptr || !data_parallel_.check_replicas || trainer_->parameters().empty()) return;
+    at::NoGradGuard no_grad;
+    std::vector<at::Tensor> flat;
+    for (const auto& p : trainer_->parameters()) flat.push_back(p.detach().reshape({-1}).to(at::kCPU, at::kFloat));
+    const auto mine = at::cat(flat);
+    std::vector<at::Tensor> reference{mine.clone()};
+    collective()->broadcast(reference, 0);
+    auto differs = at::zeros({world_size()}, at::kLong);
+    differs[rank()] = at::equal(mine, reference.front()) ? 0 : 1;
+    collective()->all_reduce_sum(differs);
+    for (int64_t r = 0; r < differs.size(0); ++r)
+      if (differs[r].template item<int64_t>() != 0)
+        throw Error(fmt::format("data parallel: the trainable parameters of rank {} differ from rank 0's after the "
+                                "step at task {}, epoch {}, batch {}",
+                                r, ctx.task + 1, epoch + 1, b + 1));
   }
 
   /// Hands the selector the queries of the task's training images (no augmentation), before
@@ -314,7 +417,18 @@ class Learner {
       Transform transform(transform_);
       Loader loader(scenario_.train_set(), task.train_indices, scenario_.label_map(), transform,
                     {.batch_size = train_.eval_batch_size, .training = false, .seed = seed_,
-                     .pin_memory = device_.is_cuda()});
+                     .pin_memory = device_.is_cuda(), .shard_index = rank(), .shard_count = world_size()});
+      // Data parallel: in round k, rank r encodes batch k·W + r; the round's batches are gathered
+      // and visited in batch order on every rank.
+      const int64_t rounds = (loader.num_batches() + world_size() - 1) / world_size();
+      int64_t round = 0;
+      auto gather_and_visit = [&](const at::Tensor& encoded, const at::Tensor& labels) {
+        const auto all_encoded = collective()->all_gather_rows(encoded);
+        const auto all_labels = collective()->all_gather_rows(labels);
+        for (std::size_t r = 0; r < all_encoded.size(); ++r)
+          if (all_labels[r].size(0) > 0) visit(all_encoded[r], all_labels[r]);
+        ++round;
+      };
       for (const Batch& batch : loader.epoch(0)) {
         fault_point("feature-batch");
         throw_if_interrupted("a pass over the task's features");
@@ -323,8 +437,10 @@ class Learner {
           AutocastScope autocast(train_.precision, device_);
           encoded = encode(to_device(batch.images));
         }
-        visit(encoded, to_device(batch.labels));
+        if (collective() == nullptr) visit(encoded, to_device(batch.labels));
+        else gather_and_visit(encoded, to_device(batch.labels));
       }
+      while (collective() != nullptr && round < rounds) gather_and_visit(at::Tensor(), at::Tensor());  // no batch left here
     };
   }
 
@@ -350,6 +466,8 @@ class Learner {
   c10::Device device_{c10::kCPU};
   std::vector<int64_t> classes_per_task_;
   // The run in progress (what a checkpoint saves).
+  DataParallel data_parallel_;
+  std::string scenario_fingerprint_;
   Results results_;
   TaskRecord record_;
   std::unique_ptr<Trainer> trainer_;

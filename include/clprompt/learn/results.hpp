@@ -19,6 +19,8 @@ struct TaskRecord {
   int64_t eval_images = 0;
   std::vector<double> epoch_loss;          ///< mean training loss of each epoch
   double accuracy_seen_samples = 0;        ///< accuracy (%) over all seen test samples after this task
+  int64_t train_steps = 0;                 ///< optimiser steps (all epochs)
+  double allreduce_seconds = 0;            ///< of train_seconds, waiting for gradient all-reduces (data parallel)
 
   double train_images_per_second() const { return train_seconds > 0 ? train_images / train_seconds : 0.0; }
   double eval_images_per_second() const { return eval_seconds > 0 ? eval_images / eval_seconds : 0.0; }
@@ -34,7 +36,9 @@ inline Json task_record_json(const TaskRecord& r) {
           {"eval_seconds", r.eval_seconds},
           {"eval_images_per_second", r.eval_images_per_second()},
           {"epoch_loss", r.epoch_loss},
-          {"accuracy_seen_samples", r.accuracy_seen_samples}};
+          {"accuracy_seen_samples", r.accuracy_seen_samples},
+          {"train_steps", r.train_steps},
+          {"allreduce_seconds", r.allreduce_seconds}};
 }
 
 /// The record task_record_json wrote (resume checkpoints); throws nlohmann's errors when malformed.
@@ -48,6 +52,8 @@ inline TaskRecord task_record_from_json(const Json& j) {
   r.eval_seconds = j.at("eval_seconds").get<double>();
   r.epoch_loss = j.at("epoch_loss").get<std::vector<double>>();
   r.accuracy_seen_samples = j.at("accuracy_seen_samples").get<double>();
+  r.train_steps = j.value("train_steps", int64_t{0});  // absent in results written before data parallelism
+  r.allreduce_seconds = j.value("allreduce_seconds", 0.0);
   return r;
 }
 
@@ -56,6 +62,7 @@ struct Results {
   uint64_t seed = 0;
   int64_t num_tasks = 0;
   int threads = 0;
+  int world_size = 1;                 ///< processes of a data-parallel run
   std::vector<int64_t> class_order;   ///< incremental label -> original class id
   AccuracyMatrix accuracy;            ///< a[t][j] in %, j <= t
   std::vector<TaskRecord> tasks;
@@ -73,6 +80,7 @@ struct Results {
     j["num_tasks"] = num_tasks;
     j["completed_tasks"] = completed_tasks();
     j["threads"] = threads;
+    j["world_size"] = world_size;
     j["class_order"] = class_order;
     j["accuracy_matrix"] = accuracy;
     if (!accuracy.empty()) {
@@ -98,6 +106,7 @@ struct Results {
     r.seed = j.at("seed").get<uint64_t>();
     r.num_tasks = j.at("num_tasks").get<int64_t>();
     r.threads = j.at("threads").get<int>();
+    r.world_size = j.value("world_size", 1);
     r.class_order = j.at("class_order").get<std::vector<int64_t>>();
     r.accuracy = j.at("accuracy_matrix").get<AccuracyMatrix>();
     for (const auto& t : j.at("tasks")) r.tasks.push_back(task_record_from_json(t));

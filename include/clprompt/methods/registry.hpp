@@ -45,6 +45,7 @@ struct MethodRun {
   std::string checkpoint_path;  ///< where the trained model is saved ("" = not saved)
   Metadata checkpoint_metadata;
   const ResumeState* resume = nullptr;  ///< continue this stopped run instead of starting (hooks.checkpoint: where)
+  DataParallel data_parallel;           ///< one rank of a data-parallel run (rank 0 saves the model)
 };
 
 /// A preset with the method's types erased (MethodEntry::preset).
@@ -105,8 +106,9 @@ template <class Model>
 Results train_and_evaluate(Model& model, MethodRun& run) {
   model.to(run.device);
   Learner<Model> learner(model, *run.scenario, run.context.train, run.transform, run.seed);
+  if (run.data_parallel.collective) learner.distribute(run.data_parallel);
   auto results = run.resume ? learner.resume(*run.resume, run.hooks) : learner.run(run.hooks);
-  if (!run.checkpoint_path.empty()) model.save(run.checkpoint_path, run.checkpoint_metadata);
+  if (!run.checkpoint_path.empty() && learner.rank() == 0) model.save(run.checkpoint_path, run.checkpoint_metadata);
   return results;
 }
 

@@ -17,7 +17,13 @@
 // are checked (and averaged) every `check_every` steps and at the end of an epoch, so the step has
 // no host round-trip; the error still names the first batch whose loss was not finite. With fp16
 // the loss is scaled and the step skipped on overflow (GradScaler).
+//
+// Data parallel (set_collective): each rank passes the loss of its shard weighted by the shard's
+// share of the global batch; step() sums the gradients and the weighted losses across the ranks
+// (optim/gradient_all_reduce.hpp) before it checks the loss, clips and steps, so every rank
+// applies the same update and sees the global batch's loss.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -32,8 +38,10 @@
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 
+#include "clprompt/core/collective.hpp"
 #include "clprompt/core/error.hpp"
 #include "clprompt/core/nvtx.hpp"
+#include "clprompt/optim/gradient_all_reduce.hpp"
 #include "clprompt/optim/optimizer_options.hpp"
 #include "clprompt/optim/precision.hpp"
 
@@ -118,6 +126,7 @@ class Trainer {
   /// Checks that `loss` is finite, then zero_grad, backward, clips, steps. Returns its value on
   /// the CPU; on a GPU the value of the last check (the check is deferred, see the file comment).
   double step(const at::Tensor& loss) {
+    if (collective_ != nullptr) return step_data_parallel(loss);
     const bool deferred = loss.is_cuda() && check_every_ > 1;
     if (!deferred) {
       check(loss.item<double>(), batch_);
@@ -149,6 +158,11 @@ class Trainer {
     if (deferred && static_cast<int64_t>(pending_.size()) >= check_every_) flush();
     return last_value_;
   }
+
+  /// Data-parallel steps over `collective` (null: one process); see the file comment.
+  void set_collective(Collective* collective) { collective_ = collective; }
+  /// Seconds spent in gradient all-reduces since construction.
+  double allreduce_seconds() const { return allreduce_seconds_; }
 
   /// Checks (and counts into the epoch's mean) the losses still on the device. Called by
   /// epoch_loss(); call it before reading the position of a failure elsewhere.
@@ -203,6 +217,38 @@ class Trainer {
   const std::vector<at::Tensor>& parameters() const { return params_; }
 
  private:
+  /// zero_grad → backward of this rank's weighted loss → sum gradients and losses over the ranks
+  /// → check the global loss (every rank throws alike) → clip → step. One synchronisation per
+  /// step: the all-reduce needs the gradients anyway.
+  double step_data_parallel(const at::Tensor& loss) {
+    if (optimizer_) optimizer_->zero_grad();
+    else for (auto& p : params_) p.mutable_grad() = at::Tensor();
+    if (has_parameters() && loss.requires_grad()) {
+      NvtxRange range("backward");
+      if (scaler_) scaler_->scaled(loss).backward();
+      else loss.backward();
+    }
+    auto value = loss.detach().to(at::kCPU, at::kDouble).reshape({1});
+    {
+      NvtxRange range("gradient all-reduce");
+      const auto start = std::chrono::steady_clock::now();
+      all_reduce_gradients(params_, value, *collective_);
+      allreduce_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+    check(value.item<double>(), batch_);
+    if (has_parameters()) {
+      const bool finite = scaler_ ? scaler_->unscale(params_) : true;
+      if (finite) {
+        NvtxRange range("optimiser step");
+        if (clip_grad_norm_ > 0) torch::nn::utils::clip_grad_norm_(params_, clip_grad_norm_);
+        if (optimizer_) optimizer_->step();
+        else update_(lr_);
+      }
+    }
+    if (batch_ >= 0) ++batch_;
+    return last_value_;
+  }
+
   void check(double value, int64_t batch) {
     if (!std::isfinite(value)) {
       const auto at_batch = batch >= 0 ? fmt::format(", batch {}", batch) : std::string();
@@ -230,6 +276,8 @@ class Trainer {
   std::vector<at::Tensor> pending_;
   int64_t pending_first_batch_ = -1;
   int64_t check_every_ = 50;
+  Collective* collective_ = nullptr;
+  double allreduce_seconds_ = 0.0;
 };
 
 }  // namespace clprompt

@@ -47,6 +47,11 @@ struct ExperimentOutput {
   LearnerHooks hooks;
   ExistingRun existing = ExistingRun::refuse;
   int64_t checkpoint_every_steps = 0;  ///< resume checkpoints also every N steps (0: epoch ends only)
+  /// One process of a data-parallel run (distributed/process_group.hpp): every rank calls
+  /// run_experiment with the same configuration; rank 0 alone writes the directory's files (the
+  /// others read a resume checkpoint from it: a filesystem every rank sees, or a copy on each node).
+  DataParallel data_parallel;
+  int local_rank = 0;  ///< device "cuda" means cuda:<local_rank> in a data-parallel run
 };
 
 /// The resume checkpoint of a run directory.

@@ -313,7 +313,7 @@ class DualPrompt : public torch::nn::Module {
     }
     auto indices = detail::top_k(similarity, k);
     if (options_.batchwise_eval)
-      indices = detail::batchwise_top_k(indices, options_.e_pool_size, k).unsqueeze(0).expand({B, k});
+      indices = detail::batchwise_top_k(indices, options_.e_pool_size, k, ctx).unsqueeze(0).expand({B, k});
     return indices;
   }
 

@@ -283,7 +283,7 @@ class KeyQueryPool : public torch::nn::Module {
     }
     auto indices = detail::top_k(similarity, k);
     if (ctx.training ? options_.batchwise_train : options_.batchwise_eval)
-      indices = detail::batchwise_top_k(indices, options_.pool_size, k).unsqueeze(0).expand({B, k});
+      indices = detail::batchwise_top_k(indices, options_.pool_size, k, ctx).unsqueeze(0).expand({B, k});
     return indices;
   }
 

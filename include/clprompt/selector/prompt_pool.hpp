@@ -18,7 +18,9 @@
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 
+#include "clprompt/core/collective.hpp"
 #include "clprompt/core/error.hpp"
+#include "clprompt/core/task_context.hpp"
 
 namespace clprompt {
 
@@ -105,8 +107,14 @@ inline at::Tensor top_k(const at::Tensor& similarity, int64_t k) {
 /// jnp.unique return the lower index first). We make that explicit: ties go to the lower index.
 /// (The reference's padding of the unique ids with count 0 never matters: every row of `indices`
 /// holds k distinct ids, so at least k ids have a count >= 1.)
-inline at::Tensor batchwise_top_k(const at::Tensor& indices, int64_t pool_size, int64_t k) {
+/// In data-parallel training the counts of every rank's shard are summed first, so that every
+/// rank picks the prompts the whole global batch would (exact: the counts are integers).
+inline at::Tensor batchwise_top_k(const at::Tensor& indices, int64_t pool_size, int64_t k, const TaskContext& ctx = {}) {
   auto counts = at::bincount(indices.flatten(), /*weights=*/{}, pool_size);
+  if (ctx.collective != nullptr) {
+    if (ctx.padding_shard) counts.zero_();
+    ctx.collective->all_reduce_sum(counts);
+  }
   // A stable sort keeps equal counts in ascending index order.
   auto order = std::get<1>(at::sort(counts, /*stable=*/true, /*dim=*/0, /*descending=*/true));
   return order.narrow(0, 0, k);
