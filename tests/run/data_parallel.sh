@@ -9,11 +9,14 @@
 #      matrix bit for bit, and its epoch losses to 1e-6 (relative): the ranks' weighted losses are
 #      summed in another order.
 #   2. Trained (the recipe's lr), 2 and 3 processes, every rank's trainable parameters compared with
-#      rank 0's after every step (--check-replicas): the accuracy matrix within TOLERANCE points per
-#      cell and the first epoch's loss within 1e-4 (relative) of the single process's. Gradients
-#      summed across ranks differ from one process's in the last bits (float32 sums in another
-#      order, matrix products over fewer rows); over 30 steps of Adam that moves a few test images
-#      across a decision boundary, nothing more (the numbers are in docs/benchmarks.md).
+#      rank 0's after every step (--check-replicas): every cell of the accuracy matrix within
+#      TOLERANCE = 20 points (4 of a task's 20 test images), their mean within 5, and the first
+#      epoch's loss within 1e-4 (relative) of the single process's. Gradients summed across ranks
+#      differ from one process's in the last bits (float32 sums in another order, matrix products
+#      over fewer rows); over 30 steps that moves a few test images across a decision boundary, no
+#      more (measured on 2026-11-30: every method equal but SLCA, whose slow learner trains the
+#      whole backbone: at most 10 points in one cell, mean 1.0). A wrong reduction (a missing
+#      weight, a lost rank's gradient) fails the first-loss check or moves whole tasks.
 #   3. Failures: a rank killed mid-run stops the others with a message naming it (launcher and
 #      hand-started ranks); a rank that hangs makes the others give up after the collective
 #      timeout (CLPROMPT_DIST_TIMEOUT=10); a stopped run resumes with the same number of
@@ -26,7 +29,7 @@ mkdir -p "$WORK"
 PY="python3 -s"
 export OMP_NUM_THREADS=1
 export CLPROMPT_DIST_TIMEOUT=${CLPROMPT_DIST_TIMEOUT:-60}
-TOLERANCE=${CLPROMPT_DP_TOLERANCE:-10}
+TOLERANCE=${CLPROMPT_DP_TOLERANCE:-20}
 methods=("$@")
 [[ ${#methods[@]} -eq 0 && -n ${CLPROMPT_DP_METHODS:-} ]] && read -r -a methods <<< "$CLPROMPT_DP_METHODS"
 if [[ ${#methods[@]} -eq 0 ]]; then
@@ -56,7 +59,7 @@ if mode == "exact":
     detail = f"matrix {'equal' if A == B else 'differs'}, losses within {worst:.1e}"
 else:
     cells = [abs(x - y) for ra, rb in zip(A, B) for x, y in zip(ra, rb)]
-    ok = len(A) == len(B) and max(cells) <= tol and rel(la[0], lb[0]) <= 1e-4
+    ok = len(A) == len(B) and max(cells) <= tol and sum(cells) / len(cells) <= tol / 4 and rel(la[0], lb[0]) <= 1e-4
     detail = f"max cell difference {max(cells):.1f} points, mean {sum(cells)/len(cells):.2f}, first loss within {rel(la[0], lb[0]):.1e}"
 print(detail)
 if not ok:
@@ -102,37 +105,37 @@ else
   cat "$WORK/last.log"; fail "killed rank under --nproc: exit $rc after $elapsed s"
 fi
 
-# Ranks started by hand (as on two machines): rank 1 dies, rank 0 must not hang.
-port=$($PY -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-started=$(date +%s)
-WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port CLPROMPT_DIST_TIMEOUT=20 \
-  "$CLI" run "${margs[@]}" --out "$WORK/by-hand" > "$WORK/rank0.log" 2>&1 &
-rank0=$!
-(WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port CLPROMPT_DIST_TIMEOUT=20 CLPROMPT_FAULT=train-step:3 \
-  CLPROMPT_FAULT_RANK=1 exec "$CLI" run "${margs[@]}" --out "$WORK/by-hand" > "$WORK/rank1.log" 2>&1)
-rc1=$?
-wait $rank0
-rc0=$?
-elapsed=$(($(date +%s) - started))
+# Two ranks started by hand (as on two machines); rank 1 meets a fault at its 3rd step.
+#   by_hand OUT TIMEOUT [VAR=VALUE...]   (the variables go to rank 1) -> rc0, rc1, elapsed
+by_hand() {
+  local out=$1 timeout=$2 port started rank0 rank1
+  shift 2
+  port=$($PY -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+  started=$(date +%s)
+  env WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port CLPROMPT_DIST_TIMEOUT=$timeout \
+    "$CLI" run "${margs[@]}" --out "$WORK/$out" > "$WORK/rank0.log" 2>&1 &
+  rank0=$!
+  env WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port CLPROMPT_DIST_TIMEOUT=$timeout \
+    CLPROMPT_FAULT=train-step:3 CLPROMPT_FAULT_RANK=1 "$@" "$CLI" run "${margs[@]}" --out "$WORK/$out" > "$WORK/rank1.log" 2>&1 &
+  rank1=$!
+  wait $rank0 2> /dev/null
+  rc0=$?
+  elapsed=$(($(date +%s) - started))
+  kill -9 $rank1 2> /dev/null  # a stopped rank 1 (the hang case) is still there
+  wait $rank1 2> /dev/null
+  rc1=$?
+}
+
+# Rank 1 dies: rank 0 must not hang.
+by_hand by-hand 20
 if [[ $rc1 == 137 && $rc0 != 0 ]] && grep -q "rank 0 of 2" "$WORK/rank0.log" && ((elapsed < 90)); then
-  echo "ok: rank 0 stops when rank 1 dies ($elapsed s): $(grep -m1 'error' "$WORK/rank0.log")"
+  echo "ok: rank 0 stops when rank 1 dies ($elapsed s): $(grep -m1 'error' "$WORK/rank0.log" | cut -c1-200)"
 else
   cat "$WORK/rank0.log"; fail "hand-started ranks: rank 1 exit $rc1, rank 0 exit $rc0 after $elapsed s"
 fi
 
-# A rank that hangs (stopped, its connections open): the others give up after the timeout.
-port=$($PY -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-started=$(date +%s)
-WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port CLPROMPT_DIST_TIMEOUT=10 \
-  "$CLI" run "${margs[@]}" --out "$WORK/hung" > "$WORK/rank0.log" 2>&1 &
-rank0=$!
-WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port CLPROMPT_DIST_TIMEOUT=10 CLPROMPT_FAULT=train-step:3 \
-  CLPROMPT_FAULT_RANK=1 CLPROMPT_FAULT_SIGNAL=STOP "$CLI" run "${margs[@]}" --out "$WORK/hung" > "$WORK/rank1.log" 2>&1 &
-rank1=$!
-wait $rank0
-rc0=$?
-elapsed=$(($(date +%s) - started))
-kill -9 $rank1 2> /dev/null; wait $rank1 2> /dev/null
+# Rank 1 hangs (stopped, its connections open): rank 0 gives up after the timeout.
+by_hand hung 10 CLPROMPT_FAULT_SIGNAL=STOP
 if [[ $rc0 != 0 ]] && grep -q "rank 0 of 2: all-reduce failed" "$WORK/rank0.log" && ((elapsed >= 10 && elapsed < 60)); then
   echo "ok: rank 0 gives up on a hung rank 1 after the timeout ($elapsed s): $(grep -m1 'error' "$WORK/rank0.log" | cut -c1-200)"
 else

@@ -24,16 +24,15 @@ if ! ip netns add "$ns0" 2> "$WORK/ip.log" || ! ip netns add "$ns1" 2>> "$WORK/i
   echo "skipped: this machine does not allow network namespaces"
   exit 77
 fi
-set -e
-ip link add "$veth0" type veth peer name "$veth1"
-ip link set "$veth0" netns "$ns0"
-ip link set "$veth1" netns "$ns1"
-ip -n "$ns0" addr add "$net.1/24" dev "$veth0"
-ip -n "$ns1" addr add "$net.2/24" dev "$veth1"
-for ns in "$ns0" "$ns1"; do ip -n "$ns" link set lo up; done
-ip -n "$ns0" link set "$veth0" up
-ip -n "$ns1" link set "$veth1" up
-set +e
+if ! { ip link add "$veth0" type veth peer name "$veth1" &&
+       ip link set "$veth0" netns "$ns0" && ip link set "$veth1" netns "$ns1" &&
+       ip -n "$ns0" addr add "$net.1/24" dev "$veth0" && ip -n "$ns1" addr add "$net.2/24" dev "$veth1" &&
+       ip -n "$ns0" link set lo up && ip -n "$ns1" link set lo up &&
+       ip -n "$ns0" link set "$veth0" up && ip -n "$ns1" link set "$veth1" up; } 2>> "$WORK/ip.log"; then
+  cat "$WORK/ip.log"
+  echo "skipped: this machine cannot join network namespaces with a veth pair"
+  exit 77
+fi
 # The hosts cannot reach each other's loopback: only 10.231.x addresses connect them.
 args=(--method l2p --set pretrained= --set backbone.depth=5 --set backbone.embed_dim=32 --set backbone.num_heads=2
       --set scenario.num_tasks=5 --set scenario.train_per_class=12 --set scenario.test_per_class=10

@@ -258,10 +258,7 @@ class Learner {
   /// Writes the resume checkpoint for `position` (nothing when no path is set).
   void save_checkpoint(const RunPosition& position, const LearnerHooks& hooks) {
     if (hooks.checkpoint.path.empty()) return;
-    if (rank() != 0) {  // every rank holds the same state; rank 0 writes it
-      if (trainer_) trainer_->flush();
-      return;
-    }
+    if (rank() != 0) return;  // every rank holds the same state; rank 0 writes it
     NvtxRange range("checkpoint");
     ResumeState state;
     state.position = position;

@@ -135,8 +135,7 @@ class Trainer {
       pending_first_batch_ = pending_.size() == 1 ? batch_ : pending_first_batch_;
     }
     if (optimizer_ || update_) {
-      if (optimizer_) optimizer_->zero_grad();
-      else for (auto& p : params_) p.mutable_grad() = at::Tensor();
+      zero_gradients();
       bool finite = true;
       {
         NvtxRange range("backward");
@@ -147,12 +146,7 @@ class Trainer {
           loss.backward();
         }
       }
-      if (finite) {
-        NvtxRange range("optimiser step");
-        if (clip_grad_norm_ > 0) torch::nn::utils::clip_grad_norm_(params_, clip_grad_norm_);
-        if (optimizer_) optimizer_->step();
-        else update_(lr_);
-      }
+      if (finite) clip_and_step();
     }
     if (batch_ >= 0) ++batch_;
     if (deferred && static_cast<int64_t>(pending_.size()) >= check_every_) flush();
@@ -221,8 +215,7 @@ class Trainer {
   /// → check the global loss (every rank throws alike) → clip → step. One synchronisation per
   /// step: the all-reduce needs the gradients anyway.
   double step_data_parallel(const at::Tensor& loss) {
-    if (optimizer_) optimizer_->zero_grad();
-    else for (auto& p : params_) p.mutable_grad() = at::Tensor();
+    zero_gradients();
     if (has_parameters() && loss.requires_grad()) {
       NvtxRange range("backward");
       if (scaler_) scaler_->scaled(loss).backward();
@@ -236,17 +229,21 @@ class Trainer {
       allreduce_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
     check(value.item<double>(), batch_);
-    if (has_parameters()) {
-      const bool finite = scaler_ ? scaler_->unscale(params_) : true;
-      if (finite) {
-        NvtxRange range("optimiser step");
-        if (clip_grad_norm_ > 0) torch::nn::utils::clip_grad_norm_(params_, clip_grad_norm_);
-        if (optimizer_) optimizer_->step();
-        else update_(lr_);
-      }
-    }
+    if (has_parameters() && (!scaler_ || scaler_->unscale(params_))) clip_and_step();
     if (batch_ >= 0) ++batch_;
     return last_value_;
+  }
+
+  void zero_gradients() {
+    if (optimizer_) optimizer_->zero_grad();
+    else for (auto& p : params_) p.mutable_grad() = at::Tensor();
+  }
+  /// Clips the total gradient norm, then the optimiser's (or the hand-written) update.
+  void clip_and_step() {
+    NvtxRange range("optimiser step");
+    if (clip_grad_norm_ > 0) torch::nn::utils::clip_grad_norm_(params_, clip_grad_norm_);
+    if (optimizer_) optimizer_->step();
+    else update_(lr_);
   }
 
   void check(double value, int64_t batch) {
