@@ -103,6 +103,8 @@ Loader::Epoch::Epoch(const Loader& loader, int64_t epoch, int64_t first_batch)
     : loader_(&loader),
       epoch_(epoch),
       num_batches_(loader.num_batches()),
+      shard_index_(loader.shard_index_),
+      shard_count_(loader.shard_count_),
       first_batch_(std::max<int64_t>(0, first_batch)),
       order_(std::make_shared<const std::vector<int64_t>>(loader.positions(epoch))) {}
 
@@ -113,7 +115,7 @@ void Loader::Epoch::start(int64_t b) {
 
 // The first batch of this process's shard at or after `position`.
 int64_t Loader::Epoch::next_position(int64_t position) const {
-  const int64_t count = loader_->shard_count_, index = loader_->shard_index_;
+  const int64_t count = shard_count_, index = shard_index_;
   if (count == 1) return position;
   const int64_t offset = ((index - position) % count + count) % count;
   return position + offset;

@@ -140,6 +140,7 @@ class Loader::Epoch {
   const Loader* loader_;
   int64_t epoch_;
   int64_t num_batches_;
+  int64_t shard_index_ = 0, shard_count_ = 1;  // copied: an empty pass never touches the loader
   int64_t first_batch_ = 0;
   int64_t position_ = 0;  // index of current_
   bool started_ = false;
