@@ -41,6 +41,13 @@ long environment_integer(const char* name, long fallback, long min, long max) {
   return value;
 }
 
+/// The first line of a c10d error (the rest is a C++ stack trace).
+std::string first_line(const std::exception& e) {
+  std::string cause = e.what();
+  if (const auto nl = cause.find('\n'); nl != std::string::npos) cause.resize(nl);
+  return cause;
+}
+
 /// The ranks' rows travel in a dtype every backend reduces and gathers (bf16/fp16 exactly as float).
 at::ScalarType transport_dtype(at::ScalarType t) {
   return t == at::kBFloat16 || t == at::kHalf ? at::kFloat : t;
@@ -165,8 +172,7 @@ class C10dCollective final : public Collective {
     } catch (const Error&) {
       throw;
     } catch (const std::exception& e) {
-      std::string cause = e.what();
-      if (const auto nl = cause.find('\n'); nl != std::string::npos) cause.resize(nl);
+      const auto cause = first_line(e);
       throw DistributedError(fmt::format(
           "data parallel: rank {} of {}: {} failed: {} (another rank stopped or the network failed; "
           "collectives wait at most {} s, CLPROMPT_DIST_TIMEOUT)",
@@ -259,8 +265,7 @@ std::shared_ptr<Collective> connect(const DistributedOptions& options, c10::Devi
       store = c10::make_intrusive<c10d::TCPStore>(options.master_addr, o);
     }
   } catch (const std::exception& e) {
-    std::string cause = e.what();
-    if (const auto nl = cause.find('\n'); nl != std::string::npos) cause.resize(nl);
+    const auto cause = first_line(e);
     throw DistributedError(fmt::format("data parallel: rank {} of {} could not meet the others through {} within {} s: {}",
                                        options.rank, options.world_size, where, options.timeout_seconds, cause));
   }
@@ -283,8 +288,7 @@ std::shared_ptr<Collective> connect(const DistributedOptions& options, c10::Devi
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    std::string cause = e.what();
-    if (const auto nl = cause.find('\n'); nl != std::string::npos) cause.resize(nl);
+    const auto cause = first_line(e);
     throw DistributedError(fmt::format("data parallel: rank {} of {} could not form the {} process group (rendezvous "
                                        "through {}): {}",
                                        options.rank, options.world_size, nccl ? "NCCL" : "Gloo", where, cause));

@@ -11,7 +11,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <new>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <system_error>
@@ -92,6 +94,15 @@ struct RunArguments {
   bool check_replicas = false;
 };
 
+/// `text` as a whole decimal integer in [min, max]; nullopt otherwise (empty, trailing characters, out of range).
+std::optional<long long> integer_in(const std::string& text, long long min, long long max) {
+  char* end = nullptr;
+  errno = 0;
+  const long long n = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || errno == ERANGE || n < min || n > max) return std::nullopt;
+  return n;
+}
+
 /// The flags of run, config and methods; each command accepts only its own.
 RunArguments parse_arguments(const std::string& command, const std::vector<std::string>& args) {
   RunArguments a;
@@ -146,20 +157,15 @@ RunArguments parse_arguments(const std::string& command, const std::vector<std::
     } else if (arg == "--checkpoint-every") {
       only(run);
       const auto text = value();
-      char* end = nullptr;
-      errno = 0;
-      const long long n = std::strtoll(text.c_str(), &end, 10);
-      if (text.empty() || *end != '\0' || errno == ERANGE || n < 0)
-        throw UsageError(fmt::format("--checkpoint-every takes a number of training steps >= 0, got '{}'", brief(text)));
-      a.checkpoint_every = n;
+      const auto n = integer_in(text, 0, std::numeric_limits<long long>::max());
+      if (!n) throw UsageError(fmt::format("--checkpoint-every takes a number of training steps >= 0, got '{}'", brief(text)));
+      a.checkpoint_every = *n;
     } else if (arg == "--nproc") {
       only(run);
       const auto text = value();
-      char* end = nullptr;
-      const long n = std::strtol(text.c_str(), &end, 10);
-      if (text.empty() || *end != '\0' || n < 1 || n > 1024)
-        throw UsageError(fmt::format("--nproc takes a number of processes from 1 to 1024, got '{}'", brief(text)));
-      a.nproc = static_cast<int>(n);
+      const auto n = integer_in(text, 1, 1024);
+      if (!n) throw UsageError(fmt::format("--nproc takes a number of processes from 1 to 1024, got '{}'", brief(text)));
+      a.nproc = static_cast<int>(*n);
     } else if (arg == "--check-replicas") {
       only(run);
       a.check_replicas = true;
