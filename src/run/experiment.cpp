@@ -62,15 +62,15 @@ RunConfig embedded_default() {
 
 namespace {
 
-/// A published recipe on the embedded default: one epoch per task and batch 64 instead of 5-20
-/// epochs and batches of 16-128, the learning rate scaled as the reference scales it (linearly
+/// A published recipe on the embedded default: one epoch per task (none where the recipe trains
+/// none) and batch 64 instead of 5-20 epochs and batches of 16-128, the learning rate scaled as the reference scales it (linearly
 /// with the batch for L2P and DualPrompt; fixed for the others).
 TrainOptions embedded_recipe(TrainOptions published, bool scale_lr_with_batch) {
   const int64_t batch = 64;
   if (scale_lr_with_batch)
     published.optim.lr *= static_cast<double>(batch) / static_cast<double>(published.batch_size);
   published.batch_size = batch;
-  published.epochs = 1;
+  published.epochs = std::min<int64_t>(published.epochs, 1);
   return published;
 }
 
@@ -209,7 +209,7 @@ RunConfig resolve_config(const MethodRegistry& registry, const std::string& meth
   // they are computed after the user's scenario and train fields are in.
   const auto setting = setting_of(options_from_json<RunConfig>(merged(write_options(defaults), without_method_options)));
   defaults.method_options = benchmark.empty() ? entry.default_options(setting) : preset_options;
-  defaults.head_options = merged(entry.default_head_options(head), head_patch);
+  defaults.head_options = merged(entry.default_head_options(head, /*embedded=*/benchmark.empty()), head_patch);
 
   auto config = options_from_json<RunConfig>(merged(write_options(defaults), overrides));
   entry.check(config.method_options, "method_options", config.head, config.head_options, "head_options",

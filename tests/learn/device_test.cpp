@@ -10,9 +10,11 @@
 #include "clprompt/methods/l2p.hpp"
 #include "clprompt/methods/registry.hpp"
 #include "clprompt/methods/slca.hpp"
+#include "clprompt/core/seed.hpp"
 #include "clprompt/optim/precision.hpp"
 #include "clprompt/optim/trainer.hpp"
 #include "clprompt/run/experiment.hpp"
+#include "clprompt/stats/ridge_regression.hpp"
 #include "test_util.hpp"
 
 #include <catch2/catch.hpp>
@@ -153,4 +155,32 @@ TEST_CASE("fp16 scales the loss on CUDA and is refused on the CPU", "[device][pr
   trainer.step((w * 1e38).sum());  // a finite loss whose gradient overflows once scaled
   CHECK(at::equal(w.detach(), before));
   CHECK(trainer.scaler()->scale() == 32768.0);
+}
+
+TEST_CASE("RanPAC's ridge regression and the prototype methods run on the test device", "[device][ranpac]") {
+  // The solve where G lives (cuSOLVER on a GPU, Eigen in place on the CPU) equals a CPU solve in double.
+  auto gen = make_generator(4, 1);
+  const auto h = at::relu(at::randn({80, 24}, gen, at::kDouble));
+  const auto g = at::matmul(h.t(), h), c = at::matmul(h.t(), at::randn({80, 3}, gen, at::kDouble));
+  const auto on_device = solve_ridge_system(g.to(test::device()), c.to(test::device()), 0.1).cpu();
+  CHECK(at::allclose(on_device, at::linalg_solve(g + 0.1 * at::eye(24, at::kDouble), c), 1e-8, 1e-10));
+  const auto selection = select_ridge_lambda(h.to(test::device()), at::eye(3, at::kDouble).repeat({27, 1}).narrow(0, 0, 80),
+                                             RidgeOptions{});
+  CHECK(selection.errors.size() == 17);
+
+  test::TempDir dir;
+  test::write_idx_files(dir.str(), "train", *test::texture_classes(10, 6, 1));
+  test::write_idx_files(dir.str(), "t10k", *test::texture_classes(10, 3, 2));
+  const auto registry = builtin_methods();
+  for (const std::string method : {"ranpac", "aper", "simplecil"}) {
+    INFO(method);
+    auto overrides = tiny_run(dir);
+    overrides["save_checkpoint"] = false;
+    if (method == "ranpac") overrides["head_options"] = {{"projection_dim", 64}};
+    ExperimentOutput output{dir / method, {}};
+    output.hooks.log = nullptr;
+    const auto results = run_experiment(registry, resolve_config(registry, method, overrides), output);
+    CHECK(results.complete());
+    CHECK(results.accuracy.back().size() == 2);
+  }
 }

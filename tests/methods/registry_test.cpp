@@ -49,15 +49,18 @@ Json tiny_overrides(const test::TempDir& dir) {
 TEST_CASE("the published methods are registered with their runs and default heads", "[methods][registry]") {
   const auto registry = builtin_methods();
   CHECK(registry.names() == std::vector<std::string>{"finetune", "linear-probe", "l2p", "dualprompt", "coda-prompt",
-                                                     "slca", "star-prompt"});
-  CHECK(MethodRegistry::head_names() == std::vector<std::string>{"linear", "slca"});
+                                                     "slca", "star-prompt", "simplecil", "aper", "ranpac"});
+  CHECK(MethodRegistry::head_names() == std::vector<std::string>{"linear", "slca", "ranpac", "prototype"});
+  CHECK(registry.at("ranpac").default_head == "ranpac");
+  CHECK(registry.at("simplecil").default_head == "prototype");
   CHECK(registry.at("slca").default_head == "slca");
   CHECK(registry.at("l2p").default_head == "linear");
   std::vector<std::string> runs;
   for (const auto& e : registry.entries())
     for (const auto& r : e.reported_runs) runs.push_back(r.run);
-  CHECK(runs == std::vector<std::string>{"joint", "finetune", "linear-probe", "l2p", "dualprompt", "coda-prompt",
-                                         "coda-prompt+align", "slca", "star-prompt-fallback"});
+  CHECK(runs == std::vector<std::string>{"joint", "finetune", "linear-probe", "l2p", "l2p-single-pass", "dualprompt",
+                                         "coda-prompt", "coda-prompt+align", "coda-prompt+ranpac", "slca",
+                                         "star-prompt-fallback", "simplecil", "aper", "ranpac"});
   CHECK_THROWS_WITH(registry.at("nope"), Catch::Contains("unknown method 'nope'") && Catch::Contains("coda-prompt"));
 }
 
@@ -70,13 +73,23 @@ TEST_CASE("every method resolves on the embedded default, with either head, unde
       const auto config = resolve_config(registry, name, Json{{"head", head}});
       CHECK(config.method == name);
       CHECK(config.head == head);
-      CHECK(config.train.epochs == 1);
+      // One epoch per task on the embedded default, none where the recipe trains none.
+      CHECK(config.train.epochs == std::min<int64_t>(registry.at(name).recipe.epochs, 1));
       CHECK(config.train.batch_size == 64);
     }
   CHECK(run_name(registry, resolve_config(registry, "coda-prompt", Json{{"head", "slca"}})) == "coda-prompt+align");
   CHECK(run_name(registry, resolve_config(registry, "slca")) == "slca");
   CHECK(run_name(registry, resolve_config(registry, "slca", Json{{"head", "linear"}})) == "slca+linear");
   CHECK(run_name(registry, resolve_config(registry, "star-prompt")) == "star-prompt-fallback");
+  CHECK(run_name(registry, resolve_config(registry, "coda-prompt", Json{{"head", "ranpac"}})) == "coda-prompt+ranpac");
+  CHECK(run_name(registry, resolve_config(registry, "l2p", parse_override("method_options.query.layer=3"))) ==
+        "l2p-single-pass");
+  // RanPAC's projection: the published M on a benchmark, 2048 for the embedded default's 128-d ViT.
+  CHECK(resolve_config(registry, "ranpac").head_options.at("projection_dim") == 2048);
+  CHECK(resolve_config(registry, "ranpac", Json{{"benchmark", "split-cifar100"}}).head_options.at("projection_dim") ==
+        10000);
+  CHECK(resolve_config(registry, "simplecil").train.epochs == 0);
+  CHECK(resolve_config(registry, "aper").train.trained_tasks == 1);
   // The recipes on the embedded default: lr scaled with the batch where the reference scales it.
   CHECK(resolve_config(registry, "l2p").train.optim.lr == Approx(0.03 * 64 / 256));
   CHECK(resolve_config(registry, "coda-prompt").train.optim.lr == Approx(1e-3));
@@ -106,7 +119,14 @@ TEST_CASE("configuration errors name the field under method_options and head_opt
              Catch::Contains("'method_options.selector.e_pool_size'") && Catch::Contains("20"));
   CHECK_THAT(message("slca", parse_override("head_options.alignment.epochs=-1")),
              Catch::Contains("'head_options.alignment.epochs'"));
-  CHECK_THAT(message("l2p", parse_override("head=cosine")), Catch::Contains("'head'") && Catch::Contains("linear, slca"));
+  CHECK_THAT(message("l2p", parse_override("head=cosine")),
+             Catch::Contains("'head'") && Catch::Contains("linear, slca, ranpac, prototype"));
+  CHECK_THAT(message("l2p", Json{{"head", "ranpac"}, {"head_options", {{"ridge", {{"fit_fraction", 1.5}}}}}}),
+             Catch::Contains("'head_options.ridge.fit_fraction'"));
+  CHECK_THAT(message("coda-prompt", parse_override("method_options.query.layer=3")),
+             Catch::Contains("'method_options.selector.layers'"));
+  CHECK_THAT(message("ranpac", parse_override("method_options.adapt_backbone=true")),
+             Catch::Contains("'method_options.adapt_backbone'") && Catch::Contains("train.epochs"));
   CHECK_THAT(message("l2p", Json{{"head", "slca"}, {"head_options", {{"alignment", {{"lr", 0}}}}}}),
              Catch::Contains("'head_options.alignment.lr'"));
 }

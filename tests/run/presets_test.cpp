@@ -220,5 +220,31 @@ TEST_CASE("every method with presets lists its benchmarks; every preset resolves
         CHECK_FALSE(c.reference.at("weights").get<std::string>().empty());
         ++presets;
       }
-  CHECK(presets == 20);  // l2p, dualprompt, coda-prompt: CIFAR-100 + ImageNet-R 5/10/20; slca, star-prompt: CIFAR-100, ImageNet-R, CUB, Cars
+  // l2p, dualprompt, coda-prompt: CIFAR-100 + ImageNet-R 5/10/20; slca, star-prompt: CIFAR-100,
+  // ImageNet-R, CUB, Cars; simplecil, aper, ranpac: CIFAR-100, ImageNet-R
+  CHECK(presets == 26);
+}
+
+TEST_CASE("RanPAC, SimpleCIL and APER on Split CIFAR-100 and ImageNet-R are their repositories' runs", "[run][preset]") {
+  const auto ranpac = preset("ranpac", "split-cifar100");
+  CHECK(ranpac.scenario.num_tasks == 10);  // init_cls = increment = 10
+  CHECK(ranpac.trials == std::vector<Trial>{{.seed = 1993, .order = ClassOrderRule::numpy, .order_seed = 1993}});
+  CHECK(ranpac.train.epochs == 0);  // the "No Phase 1" row: nothing trains
+  CHECK(ranpac.head == "ranpac");
+  CHECK(ranpac.head_options.at("projection_dim") == 10000);  // args/cifar224_publish.csv: M
+  CHECK(ranpac.head_options.at("ridge").at("lambdas").size() == 17);
+  CHECK(ranpac.reference.at("weights") == "vit_base_patch16_224.augreg_in21k");
+  CHECK(preset("ranpac", "split-imagenet-r").scenario.num_tasks == 10);  // 200 classes, 20 per task
+  const auto simplecil = preset("simplecil", "split-imagenet-r");
+  CHECK(simplecil.scenario.num_tasks == 40);  // init_cls = increment = 5
+  CHECK(simplecil.train.epochs == 0);
+  CHECK(simplecil.head == "prototype");
+  const auto aper = preset("aper", "split-cifar100");
+  CHECK(aper.scenario.num_tasks == 20);
+  CHECK(aper.train.epochs == 5);  // tuned_epoch
+  CHECK(aper.train.trained_tasks == 1);
+  CHECK(aper.train.optim.optimizer == OptimizerKind::sgd);
+  CHECK(aper.train.optim.lr == Approx(0.01));
+  CHECK(aper.train.batch_size == 128);
+  CHECK(aper.train.schedule.schedule == ScheduleKind::cosine);
 }

@@ -26,6 +26,15 @@ template <class B>
 concept BackboneHasForward = requires(B& b, const at::Tensor& images, const Prompts& prompts) {
   { b.forward(images, prompts) } -> std::same_as<at::Tensor>;
 };
+/// Optional: a forward that can stop before a layer and continue from there, for single-pass
+/// queries (QueryOptions::layer >= 1).
+template <class B>
+concept BackboneSplitsForward = requires(B& b, const at::Tensor& images, const at::Tensor& tokens, int64_t layer,
+                                         const Prompts& prompts) {
+  { b.tokens_before(images, layer) } -> std::same_as<at::Tensor>;
+  { b.query_of(tokens) } -> std::same_as<at::Tensor>;
+  { b.forward_features_from(tokens, layer, prompts) } -> std::same_as<at::Tensor>;
+};
 }  // namespace detail
 
 /// The sizes a selector or head needs to build its parameters.

@@ -252,7 +252,11 @@ class VisionTransformer : public torch::nn::Module {
 
   /// Features [B, D] of the prompted backbone, read out as `prompts.readout` says.
   at::Tensor forward(const at::Tensor& images, const Prompts& prompts = {}) {
-    auto tokens = forward_tokens(images, prompts);
+    return read_out(forward_tokens(images, prompts), prompts);
+  }
+
+  /// The feature of output tokens: [CLS], or the mean over the inserted prompt positions.
+  static at::Tensor read_out(const at::Tensor& tokens, const Prompts& prompts) {
     if (prompts.readout == Readout::prompt_mean) {
       if (!prompts.input_tokens.defined())
         throw ShapeError("Readout::prompt_mean needs Prompts::input_tokens (prompt tuning); none were given");
@@ -263,12 +267,33 @@ class VisionTransformer : public torch::nn::Module {
 
   /// All output tokens after the final norm: [B, 1 + L_prompt + num_patches, D].
   at::Tensor forward_tokens(const at::Tensor& images, const Prompts& prompts) {
-    check_images(images);
-    const int64_t B = images.size(0);
-    auto patches = patch_embed->forward(images) + pos_embed.narrow(1, 1, options_.num_patches());
-    auto cls = (cls_token + pos_embed.narrow(1, 0, 1)).expand({B, 1, options_.embed_dim});
-    at::Tensor x;
+    return forward_from(embed(images), 0, prompts);
+  }
+
+  /// The un-prompted tokens entering layer `layer` ([CLS] and patches, [B, 1 + num_patches, D]):
+  /// the shared part of a single-pass forward (core/query_source.hpp, QueryOptions).
+  at::Tensor tokens_before(const at::Tensor& images, int64_t layer) {
+    check_layer(layer);
+    auto x = embed(images);
+    for (int64_t i = 0; i < layer; ++i) x = blocks->ptr<detail::Block>(i)->forward(x, nullptr, i);
+    return x;
+  }
+
+  /// The query read from tokens entering a layer: the final norm of their [CLS] token, [B, D].
+  at::Tensor query_of(const at::Tensor& tokens) { return norm->forward(tokens.select(1, 0)); }
+
+  /// The forward continued from `tokens` entering layer `layer`, with the prompts of layers >=
+  /// `layer` (prompt tuning's tokens inserted after [CLS] before it); all output tokens after the
+  /// final norm. Prompts for an earlier layer are an error (those layers have run).
+  at::Tensor forward_from(at::Tensor x, int64_t layer, const Prompts& prompts) {
+    check_layer(layer);
+    for (int64_t i = 0; i < layer; ++i)
+      if (prompts.find_layer(i) != nullptr)
+        throw ShapeError(fmt::format("prompts for layer {} given to a forward that starts at layer {}; a single-pass "
+                                     "query at layer {} needs every prompt at layer {} or later",
+                                     i, layer, layer, layer));
     if (prompts.input_tokens.defined()) {
+      const int64_t B = x.size(0);
       const auto& p = prompts.input_tokens;
       if (p.dim() != 3 || p.size(0) != B || p.size(2) != options_.embed_dim)
         throw ShapeError(fmt::format("Prompts::input_tokens has shape {}, expected [{}, L, {}] ([batch, tokens, embed_dim])",
@@ -276,13 +301,16 @@ class VisionTransformer : public torch::nn::Module {
       auto prompt_tokens = options_.prompt_position == PromptPositionEmbedding::class_token
                                ? p + pos_embed.narrow(1, 0, 1)
                                : p;
-      x = at::cat({cls, prompt_tokens, patches}, 1);
-    } else {
-      x = at::cat({cls, patches}, 1);
+      x = at::cat({x.narrow(1, 0, 1), prompt_tokens, x.narrow(1, 1, x.size(1) - 1)}, 1);
     }
-    for (int64_t i = 0; i < options_.depth; ++i)
+    for (int64_t i = layer; i < options_.depth; ++i)
       x = blocks->ptr<detail::Block>(i)->forward(x, prompts.find_layer(i), i);
     return norm->forward(x);
+  }
+
+  /// Features [B, D] of a forward continued from tokens entering `layer`, read out as `prompts.readout` says.
+  at::Tensor forward_features_from(const at::Tensor& tokens, int64_t layer, const Prompts& prompts) {
+    return read_out(forward_from(tokens, layer, prompts), prompts);
   }
 
   std::shared_ptr<detail::PatchEmbed> patch_embed;
@@ -291,6 +319,18 @@ class VisionTransformer : public torch::nn::Module {
   torch::nn::LayerNorm norm{nullptr};
 
  private:
+  /// [CLS] and patch tokens with positions, before the first layer: [B, 1 + num_patches, D].
+  at::Tensor embed(const at::Tensor& images) {
+    check_images(images);
+    const int64_t B = images.size(0);
+    auto patches = patch_embed->forward(images) + pos_embed.narrow(1, 1, options_.num_patches());
+    auto cls = (cls_token + pos_embed.narrow(1, 0, 1)).expand({B, 1, options_.embed_dim});
+    return at::cat({cls, patches}, 1);
+  }
+  void check_layer(int64_t layer) const {
+    if (layer < 0 || layer >= options_.depth)
+      throw ShapeError(fmt::format("layer {} is outside the backbone's layers [0, {})", layer, options_.depth));
+  }
   void check_images(const at::Tensor& images) const {
     if (images.dim() != 4 || images.size(1) != options_.in_channels || images.size(2) != options_.image_size ||
         images.size(3) != options_.image_size)

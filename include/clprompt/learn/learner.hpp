@@ -299,12 +299,13 @@ class Learner {
     TaskContext step_ctx = ctx;
     step_ctx.collective = collective();
     const double allreduce_before = trainer.allreduce_seconds();
-    for (int64_t epoch = from.epoch; epoch < train_.epochs; ++epoch) {
-      trainer.begin_epoch(epoch, train_.epochs, fmt::format("task {}, epoch {}", ctx.task, epoch));
+    const int64_t epochs = train_.epochs_of_task(ctx.task);
+    for (int64_t epoch = from.epoch; epoch < epochs; ++epoch) {
+      trainer.begin_epoch(epoch, epochs, fmt::format("task {}, epoch {}", ctx.task, epoch));
       const int64_t first = epoch == from.epoch ? from.batch : 0;
       if (first > 0) trainer.resume_epoch({first, from.epoch_loss_sum, from.epoch_steps});
       model_.train();
-      ProgressBar bar(fmt::format("task {}/{} epoch {}/{}", ctx.task + 1, ctx.num_tasks, epoch + 1, train_.epochs),
+      ProgressBar bar(fmt::format("task {}/{} epoch {}/{}", ctx.task + 1, ctx.num_tasks, epoch + 1, epochs),
                       loader.size(), hooks.progress_bar && ::isatty(::fileno(stderr)) == 1);
       int64_t b = first;
       for (const Batch& batch : loader.epoch(epoch, first)) {

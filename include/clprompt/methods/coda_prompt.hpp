@@ -7,6 +7,7 @@
 //   auto model = clprompt::make_coda_prompt(vit);
 //   clprompt::Learner learner(*model, scenario, clprompt::coda_prompt_train_options(), transform, seed);
 #include <memory>
+#include <string>
 #include <string_view>
 #include <tuple>
 #include <vector>
@@ -98,15 +99,29 @@ struct CodaPromptMethod {
   static constexpr std::string_view default_head = "linear";
   struct Options {
     AttentionDecomposedOptions selector;
-    static constexpr auto fields() { return std::tuple{field("selector", &Options::selector)}; }
+    QueryOptions query;  ///< layer 0: the published separate query pass; >= 1: single pass
+    static constexpr auto fields() {
+      return std::tuple{field("selector", &Options::selector), field("query", &Options::query)};
+    }
   };
   static TrainOptions recipe() { return coda_prompt_train_options(); }
   static constexpr bool lr_scales_with_batch = false;  ///< CODA-Prompt's lr is not scaled with the batch
   /// The pool is shared out over the scenario's tasks (100 components over 5 tasks = 20 per task).
   static void adapt(Options& options, const MethodSetting& setting) { options.selector.num_tasks = setting.num_tasks; }
+  /// "<name>-single-pass" when the query is read from the prompted pass (method_options.query.layer).
+  static std::string run_name(const Options& options) {
+    return options.query.layer > 0 ? std::string(name) + "-single-pass" : std::string(name);
+  }
+  static void check(const Options& options, const std::string& path, const MethodSetting& setting) {
+    const auto query_path = detail::join_path(path, "query");
+    options.query.check_depth(setting.dims.depth, query_path);
+    options.query.check_prompt_layers(options.selector.layers, query_path, detail::join_path(path, "selector.layers"));
+  }
   template <class Head>
   static auto make(const Options& options, std::shared_ptr<Head> head, const MethodContext& ctx) {
-    return make_coda_prompt(ctx.backbone, options.selector, std::move(head));
+    auto model = make_coda_prompt(ctx.backbone, options.selector, std::move(head));
+    model->set_query_layer(options.query.layer);
+    return model;
   }
   static TransformOptions transform() { return coda_repo_transform(/*cifar=*/true); }
   /// The CODA-Prompt repository's runs (experiments/cifar-100.sh, imagenet-r*.sh): pool 100 of
@@ -118,9 +133,12 @@ struct CodaPromptMethod {
     p.sources.push_back("experiments/cifar-100.sh:27-52 (prompt_param 100 8 0.0)");
     return true;
   }
-  /// CODA-Prompt, and CODA-Prompt with SLCA's classifier alignment.
+  /// CODA-Prompt, with SLCA's classifier alignment, and with RanPAC's head (a combination no
+  /// paper reports).
   static std::vector<ReportedRun> reported_runs() {
-    return {{"coda-prompt", "CODA-Prompt", {}}, {"coda-prompt+align", "CODA-Prompt + CA", {"--head", "slca"}}};
+    return {{"coda-prompt", "CODA-Prompt", {}},
+            {"coda-prompt+align", "CODA-Prompt + CA", {"--head", "slca"}},
+            {"coda-prompt+ranpac", "CODA-Prompt + RanPAC head", {"--head", "ranpac"}}};
   }
 };
 

@@ -65,7 +65,10 @@ struct DualPromptMethod {
   static constexpr std::string_view default_head = "linear";
   struct Options {
     DualPromptOptions selector;
-    static constexpr auto fields() { return std::tuple{field("selector", &Options::selector)}; }
+    QueryOptions query;  ///< layer 0: the published separate query pass; >= 1: single pass
+    static constexpr auto fields() {
+      return std::tuple{field("selector", &Options::selector), field("query", &Options::query)};
+    }
   };
   static TrainOptions recipe() { return dualprompt_train_options(); }
   static TransformOptions transform() { return l2p_transform(); }  // the same datasets.py:195-216
@@ -105,7 +108,15 @@ struct DualPromptMethod {
     return true;
   }
   /// Every task needs its own top_k E-prompts (training uses the task's own).
+  /// "<name>-single-pass" when the query is read from the prompted pass (method_options.query.layer).
+  static std::string run_name(const Options& options) {
+    return options.query.layer > 0 ? std::string(name) + "-single-pass" : std::string(name);
+  }
   static void check(const Options& options, const std::string& path, const MethodSetting& setting) {
+    const auto query_path = detail::join_path(path, "query");
+    options.query.check_depth(setting.dims.depth, query_path);
+    options.query.check_prompt_layers(options.selector.g_layers, query_path, detail::join_path(path, "selector.g_layers"));
+    options.query.check_prompt_layers(options.selector.e_layers, query_path, detail::join_path(path, "selector.e_layers"));
     const auto needed = setting.num_tasks * options.selector.top_k;
     require_option(options.selector.e_pool_size >= needed, detail::join_path(path, "selector"), "e_pool_size",
                    fmt::format("must be at least num_tasks × top_k = {} × {} = {} (each task trains its own E-prompts), "
@@ -114,7 +125,9 @@ struct DualPromptMethod {
   }
   template <class Head>
   static auto make(const Options& options, std::shared_ptr<Head> head, const MethodContext& ctx) {
-    return make_dualprompt(ctx.backbone, options.selector, std::move(head));
+    auto model = make_dualprompt(ctx.backbone, options.selector, std::move(head));
+    model->set_query_layer(options.query.layer);
+    return model;
   }
 };
 

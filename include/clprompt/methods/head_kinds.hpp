@@ -1,6 +1,8 @@
 #pragma once
-// The heads the registry can put on any method: `--head linear | slca` (and `--align` = slca).
-// A head kind names a ClassifierHead, its options and how to build it; MethodRegistry
+// The heads the registry can put on any method: `--head linear | slca | ranpac | prototype`
+// (and `--align` = slca).
+// A head kind names a ClassifierHead, its options and how to build it (optionally, with
+// `static void embedded(Options&)`, its options on the embedded default); MethodRegistry
 // instantiates every registered method with every kind listed in HeadKinds, so a head added here
 // composes with every method, published or user-written.
 #include <memory>
@@ -9,6 +11,8 @@
 
 #include "clprompt/backbone/concepts.hpp"
 #include "clprompt/head/linear.hpp"
+#include "clprompt/head/prototype.hpp"
+#include "clprompt/head/ranpac.hpp"
 #include "clprompt/head/slca_head.hpp"
 
 namespace clprompt {
@@ -38,8 +42,38 @@ struct SLCAHeadKind {
   }
 };
 
+/// RanPAC's random projection and ridge-regression classifier, solved after each task; whatever the
+/// method trains, it trains under the linear head (RanPAC, "+ RanPAC").
+struct RanPACHeadKind {
+  static constexpr std::string_view name = "ranpac";
+  static constexpr std::string_view description =
+      "random projection + ReLU + ridge regression on accumulated Gram statistics, solved after each task (RanPAC)";
+  static constexpr std::string_view run_suffix = "+ranpac";
+  using Options = RanPACHeadOptions;
+  using Head = RanPACHead<LinearHead>;
+  /// On the embedded default (a 128-d ViT): M = 2048 instead of the published 10 000 for 768-d
+  /// features (a 16 × 128 expansion; G then takes 32 MB, not 800 MB, in every checkpoint).
+  static void embedded(Options& options) { options.ranpac.projection_dim = 2048; }
+  static std::shared_ptr<Head> make(const Options& options, const BackboneDims& dims) {
+    return make_ranpac_head(options, dims);
+  }
+};
+
+/// Class-mean prototypes with cosine classification (SimpleCIL, APER); training under the linear head.
+struct PrototypeHeadKind {
+  static constexpr std::string_view name = "prototype";
+  static constexpr std::string_view description =
+      "cosine similarity to class-mean prototypes of the training features (SimpleCIL, APER)";
+  static constexpr std::string_view run_suffix = "+prototype";
+  using Options = PrototypeHeadKindOptions;
+  using Head = PrototypeHead<LinearHead>;
+  static std::shared_ptr<Head> make(const Options& options, const BackboneDims& dims) {
+    return make_prototype_head(options, dims);
+  }
+};
+
 /// Every head kind, in the order `clprompt methods` lists them.
-using HeadKinds = std::tuple<LinearHeadKind, SLCAHeadKind>;
+using HeadKinds = std::tuple<LinearHeadKind, SLCAHeadKind, RanPACHeadKind, PrototypeHeadKind>;
 
 /// Calls f.template operator()<Kind>() for every head kind.
 template <class F>

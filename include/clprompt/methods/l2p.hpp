@@ -6,8 +6,10 @@
 //   auto model = clprompt::make_l2p(vit);                       // published options
 //   clprompt::Learner learner(*model, scenario, clprompt::l2p_train_options(), transform, seed);
 #include <memory>
+#include <string>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 #include "clprompt/backbone/vit.hpp"
 #include "clprompt/head/linear.hpp"
@@ -72,7 +74,10 @@ struct L2PMethod {
   static constexpr std::string_view default_head = "linear";
   struct Options {
     KeyQueryPoolOptions selector;
-    static constexpr auto fields() { return std::tuple{field("selector", &Options::selector)}; }
+    QueryOptions query;  ///< layer 0: the published separate query pass; >= 1: single pass
+    static constexpr auto fields() {
+      return std::tuple{field("selector", &Options::selector), field("query", &Options::query)};
+    }
   };
   static TrainOptions recipe() { return l2p_train_options(); }
   static TransformOptions transform() { return l2p_transform(); }
@@ -99,9 +104,26 @@ struct L2PMethod {
     p.sources.push_back("experiments/imagenet-r*.sh (L2P++: prompt_param 30 20 -1)");
     return true;
   }
+  /// L2P, and L2P with its query read at layer 3 of the prompted pass itself (issue 17).
+  static std::vector<ReportedRun> reported_runs() {
+    return {{"l2p", "L2P", {}},
+            {"l2p-single-pass", "L2P, single-pass query (layer 3)", {"--set", "method_options.query.layer=3"}}};
+  }
+  /// "<name>-single-pass" when the query is read from the prompted pass (method_options.query.layer).
+  static std::string run_name(const Options& options) {
+    return options.query.layer > 0 ? std::string(name) + "-single-pass" : std::string(name);
+  }
+  static void check(const Options& options, const std::string& path, const MethodSetting& setting) {
+    options.query.check_depth(setting.dims.depth, detail::join_path(path, "query"));
+    if (options.selector.injection == PromptInjection::prefix_tuning)
+      options.query.check_prompt_layers(options.selector.prefix_layers, detail::join_path(path, "query"),
+                                        detail::join_path(path, "selector.prefix_layers"));
+  }
   template <class Head>
   static auto make(const Options& options, std::shared_ptr<Head> head, const MethodContext& ctx) {
-    return make_l2p(ctx.backbone, options.selector, std::move(head));
+    auto model = make_l2p(ctx.backbone, options.selector, std::move(head));
+    model->set_query_layer(options.query.layer);
+    return model;
   }
 };
 

@@ -25,6 +25,9 @@
 //     // number of tasks), and checks that need it, before any work starts
 //     static void adapt(Options& o, const clprompt::MethodSetting& setting);
 //     static void check(const Options& o, const std::string& path, const clprompt::MethodSetting& setting);
+//     // optional: the sizes its heads are built for, when its backbone's features are not the
+//     // ViT's (APER: pre-trained and adapted features concatenated, 2·D)
+//     static clprompt::BackboneDims head_dims(clprompt::BackboneDims vit);
 //     // optional: the reference's input pipeline at 224 px (scaled for the embedded default);
 //     // default: RandomResizedCrop + flip, Resize(256) + CenterCrop(224), ImageNet normalisation
 //     static clprompt::TransformOptions transform();
@@ -153,6 +156,10 @@ concept MethodHasTransform = requires {
 template <class M>
 concept MethodHasPresets = requires(Preset<typename M::Options>& p) {
   { M::preset(std::string_view{}, p) } -> std::same_as<bool>;
+};
+template <class M>
+concept MethodHasHeadDims = requires(const BackboneDims& dims) {
+  { M::head_dims(dims) } -> std::same_as<BackboneDims>;
 };
 template <class M>
 concept MethodHasReportedRuns = requires {

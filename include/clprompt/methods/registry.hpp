@@ -74,8 +74,9 @@ struct MethodEntry {
   std::vector<ReportedRun> reported_runs;
   /// method_options with every default for a setting (typed Options written out, adapt() applied).
   std::function<Json(const MethodSetting&)> default_options;
-  /// The defaults of a head kind's options for this method.
-  std::function<Json(const std::string& head)> default_head_options;
+  /// The defaults of a head kind's options for this method; `embedded`: on the embedded default
+  /// (the kind's embedded() hook applied, e.g. RanPAC's projection sized for its 128-d ViT).
+  std::function<Json(const std::string& head, bool embedded)> default_head_options;
   /// Parses and checks method_options and head_options (ConfigError naming
   /// `options_path`.field / `head_path`.field), including the checks that need the setting
   /// (backbone sizes, number of tasks): everything that can be checked before any work starts.
@@ -183,11 +184,15 @@ void MethodRegistry::add() {
     if constexpr (detail::MethodAdapts<M>) M::adapt(options, setting);
     return write_options(options);
   };
-  e.default_head_options = [](const std::string& head) {
+  e.default_head_options = [](const std::string& head, bool embedded) {
     check_head(head);
     Json out = Json::object();
     for_each_head_kind([&]<class Kind>() {
-      if (Kind::name == head) out = write_options(detail::head_defaults<M, Kind>());
+      if (Kind::name != head) return;
+      auto options = detail::head_defaults<M, Kind>();
+      if constexpr (requires { Kind::embedded(options); })
+        if (embedded) Kind::embedded(options);
+      out = write_options(options);
     });
     return out;
   };
@@ -249,7 +254,9 @@ void MethodRegistry::add() {
       found = true;
       auto head_options = detail::head_defaults<M, Kind>();
       read_options(run.head_options, head_options, "head_options");
-      auto head = Kind::make(head_options, run.context.dims);
+      auto dims = run.context.dims;
+      if constexpr (detail::MethodHasHeadDims<M>) dims = M::head_dims(dims);
+      auto head = Kind::make(head_options, dims);
       if constexpr (detail::MethodMakes<M>) {
         auto model = M::make(options, std::move(head), run.context);
         results = detail::train_and_evaluate(*model, run);

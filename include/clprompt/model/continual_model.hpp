@@ -13,8 +13,11 @@
 //   prompts, aux = selector.select(q, ctx)
 //   f = backbone.forward(x, prompts); logits = head.logits(f, ctx)
 //   loss = head.loss(logits, y, ctx) + aux
+// With a single-pass query (set_query_layer(l), QueryOptions) the backbone runs layers [0, l)
+// once, q is read from the tokens entering layer l, and the prompted forward continues from them.
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/nn/module.h>
@@ -22,6 +25,7 @@
 #include "clprompt/backbone/concepts.hpp"
 #include "clprompt/core/error.hpp"
 #include "clprompt/core/nvtx.hpp"
+#include "clprompt/core/query_source.hpp"
 #include "clprompt/head/concepts.hpp"
 #include "clprompt/io/safetensors.hpp"
 #include "clprompt/io/state_dict.hpp"
@@ -109,9 +113,28 @@ class ContinualModel : public torch::nn::Module {
   /// Features [B, D] without gradient and without task identity, as at evaluation.
   at::Tensor extract_features(const at::Tensor& images) {
     at::NoGradGuard no_grad;
-    const auto ctx = context_.for_evaluation();
-    return backbone_->forward(images, selector_->select(query(images), ctx).prompts);
+    return select_and_forward(images, context_.for_evaluation()).first;
   }
+
+  /// Reads the query of a key-query selector (QuerySource::backbone) from the tokens entering
+  /// `layer` of the prompted forward itself instead of a separate pass; 0 restores the separate
+  /// pass. ConfigError (field "query.layer") where the selector takes no backbone query, the
+  /// backbone cannot split its forward, or the layer does not exist.
+  void set_query_layer(int64_t layer) {
+    if (layer == 0) {
+      query_layer_ = 0;
+      return;
+    }
+    if constexpr (S::query_source != QuerySource::backbone || !detail::BackboneSplitsForward<B>) {
+      throw ConfigError("query.layer", "a single-pass query needs a selector whose query comes from the backbone "
+                                       "(QuerySource::backbone) and a backbone with tokens_before/query_of/"
+                                       "forward_features_from");
+    } else {
+      QueryOptions{.layer = layer}.check_depth(backbone_->depth(), "query");
+      query_layer_ = layer;
+    }
+  }
+  int64_t query_layer() const { return query_layer_; }
 
   /// Leaves the current task: selectors freeze components, heads may consolidate.
   void end_task() {
@@ -124,6 +147,12 @@ class ContinualModel : public torch::nn::Module {
   /// the frozen backbone's [B, D] feature, or [B, 0] when it needs none.
   at::Tensor query(const at::Tensor& images) {
     NvtxRange range("query");
+    if constexpr (S::query_source == QuerySource::backbone && detail::BackboneSplitsForward<B>) {
+      if (query_layer_ > 0) {
+        at::NoGradGuard no_grad;
+        return backbone_->query_of(backbone_->tokens_before(images, query_layer_));
+      }
+    }
     if constexpr (S::query_source == QuerySource::own) {
       at::NoGradGuard no_grad;
       return selector_->query(images);
@@ -136,22 +165,13 @@ class ContinualModel : public torch::nn::Module {
 
   /// One forward pass under `ctx` (ctx.training selects task-identity-aware behaviour).
   ModelOutput forward(const at::Tensor& images, const TaskContext& ctx) {
-    const auto q = query(images);
-    Selection selection;
-    {
-      NvtxRange range("selection");
-      selection = selector_->select(q, ctx);
-    }
-    at::Tensor features, logits;
-    {
-      NvtxRange range("backbone");
-      features = backbone_->forward(images, selection.prompts);
-    }
+    auto [features, aux_loss] = select_and_forward(images, ctx);
+    at::Tensor logits;
     {
       NvtxRange range("head");
       logits = head_->logits(features, ctx);
     }
-    return {std::move(logits), std::move(features), std::move(selection.aux_loss)};
+    return {std::move(logits), std::move(features), std::move(aux_loss)};
   }
 
   /// The training objective: the head's loss plus the selector's auxiliary loss.
@@ -223,6 +243,39 @@ class ContinualModel : public torch::nn::Module {
   }
 
  private:
+  /// The backbone's features under the selected prompts, and the selector's auxiliary loss.
+  std::pair<at::Tensor, at::Tensor> select_and_forward(const at::Tensor& images, const TaskContext& ctx) {
+    if constexpr (S::query_source == QuerySource::backbone && detail::BackboneSplitsForward<B>) {
+      if (query_layer_ > 0) {
+        at::Tensor tokens, q;
+        {
+          NvtxRange range("backbone before the query");
+          tokens = backbone_->tokens_before(images, query_layer_);
+        }
+        {
+          NvtxRange range("query");
+          at::NoGradGuard no_grad;
+          q = backbone_->query_of(tokens);
+        }
+        Selection selection;
+        {
+          NvtxRange range("selection");
+          selection = selector_->select(q, ctx);
+        }
+        NvtxRange range("backbone");
+        return {backbone_->forward_features_from(tokens, query_layer_, selection.prompts), std::move(selection.aux_loss)};
+      }
+    }
+    const auto q = query(images);
+    Selection selection;
+    {
+      NvtxRange range("selection");
+      selection = selector_->select(q, ctx);
+    }
+    NvtxRange range("backbone");
+    return {backbone_->forward(images, selection.prompts), std::move(selection.aux_loss)};
+  }
+
   void apply_roles() {
     auto set = [](torch::nn::Module& part, LearningRole role) {
       if (role == LearningRole::frozen)
@@ -237,6 +290,7 @@ class ContinualModel : public torch::nn::Module {
   std::shared_ptr<S> selector_;
   std::shared_ptr<H> head_;
   ParameterRoles roles_;
+  int64_t query_layer_ = 0;
   TaskContext context_;
   std::vector<int64_t> classes_per_task_;
 };
