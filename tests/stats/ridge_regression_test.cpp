@@ -69,7 +69,9 @@ TEST_CASE("lambda is chosen as the reference's 17 direct solves choose it, prima
     const auto expected = reference_errors(r.h, r.y, options);
     const auto selection = select_ridge_lambda(r.h, r.y, options);
     REQUIRE(selection.errors.size() == expected.size());
-    for (std::size_t i = 0; i < expected.size(); ++i) CHECK(selection.errors[i] == Approx(expected[i]).epsilon(1e-6));
+    // Relative 1e-5: with fewer rows than features, G_fit + 1e-8 I has a condition number near 1e10,
+    // so the reference's own direct solve is only that accurate in double.
+    for (std::size_t i = 0; i < expected.size(); ++i) CHECK(selection.errors[i] == Approx(expected[i]).epsilon(1e-5));
     const auto best = std::min_element(expected.begin(), expected.end()) - expected.begin();
     CHECK(selection.lambda == options.lambdas[static_cast<std::size_t>(best)]);
   }

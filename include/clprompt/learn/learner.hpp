@@ -189,9 +189,12 @@ class Learner {
         const auto& row = results_.accuracy.back();
         std::string cells;
         for (double a : row) cells += fmt::format(" {:5.1f}", a);
-        hooks.log(fmt::format("task {}/{}: accuracy per seen task [{} ] average {:.2f}% | train {:.0f} img/s, eval {:.0f} img/s",
-                              t + 1, scenario_.num_tasks(), cells, average_accuracy_per_task(results_.accuracy).back(),
-                              record_.train_images_per_second(), record_.eval_images_per_second()));
+        const auto trained = record_.train_images > 0
+                                 ? fmt::format("train {:.0f} img/s", record_.train_images_per_second())
+                                 : std::string("not trained");
+        hooks.log(fmt::format("task {}/{}: accuracy per seen task [{} ] average {:.2f}% | {}, eval {:.0f} img/s", t + 1,
+                              scenario_.num_tasks(), cells, average_accuracy_per_task(results_.accuracy).back(), trained,
+                              record_.eval_images_per_second()));
       }
       if (hooks.on_task_end) hooks.on_task_end(results_);
     }

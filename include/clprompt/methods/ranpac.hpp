@@ -19,6 +19,8 @@
 #include "clprompt/backbone/vit.hpp"
 #include "clprompt/head/ranpac.hpp"
 #include "clprompt/learn/learner.hpp"
+#include "clprompt/methods/finetune.hpp"
+#include "clprompt/methods/linear_probe.hpp"
 #include "clprompt/methods/method.hpp"
 #include "clprompt/methods/registry.hpp"
 #include "clprompt/model/continual_model.hpp"
@@ -26,8 +28,9 @@
 
 namespace clprompt {
 
+/// Fine-tuning's model (backbone frozen unless adapted) whose head is RanPAC's.
 template <class Head = RanPACHead<LinearHead>>
-using RanPACModel = ContinualModel<VisionTransformer, NoPrompts, Head>;
+using RanPACModel = FineTuneModel<Head>;
 using RanPAC = RanPACModel<>;
 
 struct RanPACMethodOptions {
@@ -59,9 +62,8 @@ inline TrainOptions ranpac_train_options() {
 template <class Head>
 std::shared_ptr<RanPACModel<Head>> make_ranpac(std::shared_ptr<VisionTransformer> backbone, std::shared_ptr<Head> head,
                                                const RanPACMethodOptions& options = {}) {
-  ParameterRoles roles;
-  roles.backbone = options.adapt_backbone ? LearningRole::normal : LearningRole::frozen;
-  return std::make_shared<RanPACModel<Head>>(std::move(backbone), std::make_shared<NoPrompts>(), std::move(head), roles);
+  return options.adapt_backbone ? make_finetune(std::move(backbone), std::move(head))
+                                : make_linear_probe(std::move(backbone), std::move(head));
 }
 inline std::shared_ptr<RanPAC> make_ranpac(std::shared_ptr<VisionTransformer> backbone,
                                            const RanPACHeadOptions& head = {}, const RanPACMethodOptions& options = {}) {

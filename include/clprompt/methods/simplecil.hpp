@@ -11,6 +11,7 @@
 #include "clprompt/backbone/vit.hpp"
 #include "clprompt/head/prototype.hpp"
 #include "clprompt/learn/learner.hpp"
+#include "clprompt/methods/linear_probe.hpp"
 #include "clprompt/methods/method.hpp"
 #include "clprompt/methods/registry.hpp"
 #include "clprompt/model/continual_model.hpp"
@@ -18,23 +19,15 @@
 
 namespace clprompt {
 
+/// A linear probe's model (the backbone frozen) whose head is the prototype classifier.
 template <class Head = PrototypeHead<LinearHead>>
-using SimpleCILModel = ContinualModel<VisionTransformer, NoPrompts, Head>;
+using SimpleCILModel = LinearProbeModel<Head>;
 using SimpleCIL = SimpleCILModel<>;
 
-/// The frozen backbone under any head.
-template <class Head>
-std::shared_ptr<SimpleCILModel<Head>> make_simplecil(std::shared_ptr<VisionTransformer> backbone,
-                                                     std::shared_ptr<Head> head) {
-  ParameterRoles roles;
-  roles.backbone = LearningRole::frozen;
-  return std::make_shared<SimpleCILModel<Head>>(std::move(backbone), std::make_shared<NoPrompts>(), std::move(head),
-                                                roles);
-}
 inline std::shared_ptr<SimpleCIL> make_simplecil(std::shared_ptr<VisionTransformer> backbone,
                                                  const PrototypeHeadKindOptions& head = {}) {
   const auto dims = dims_of(*backbone);
-  return make_simplecil(std::move(backbone), make_prototype_head(head, dims));
+  return make_linear_probe(std::move(backbone), make_prototype_head(head, dims));
 }
 
 /// The RevisitingCIL protocol shared by SimpleCIL and APER (exps/simplecil/*_5_5_*.json,
@@ -79,7 +72,7 @@ struct SimpleCILMethod {
   }
   template <class Head>
   static auto make(const Options&, std::shared_ptr<Head> head, const MethodContext& ctx) {
-    return make_simplecil(ctx.backbone, std::move(head));
+    return make_linear_probe(ctx.backbone, std::move(head));
   }
 };
 
