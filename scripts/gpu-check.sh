@@ -11,7 +11,8 @@
 #   4. runs a short CODA-Prompt on the GPU and on the CPU and checks that their final average
 #      accuracy agrees within 3 points (GPU kernels sum in another order; the runs are otherwise
 #      the same seed, data and recipe);
-#   5. runs it again as a data-parallel run of one process (NCCL on the GPU, Gloo on the CPU).
+#   5. runs it again as a data-parallel run of one process (NCCL on the GPU, Gloo on the CPU);
+#   6. times RanPAC's ridge regression at M = 10 000 on the device (bench_ranpac_solve; --cpu: M = 512).
 # Everything it prints also goes to $OUT (the device tool's output folder) or build-gpu/check/.
 #
 #   bash scripts/gpu-check.sh          # on the GPU machine
@@ -44,7 +45,7 @@ if [[ $mode == gpu ]]; then
     -DTORCH_CUDA_ARCH_LIST="${CLPROMPT_CUDA_ARCH:-9.0}" -DCLPROMPT_BUILD_EXAMPLES=OFF \
     -DCLPROMPT_TEST_AREAS="learn;optim" > "$OUTDIR/configure.log" 2>&1 || { tail -30 "$OUTDIR/configure.log"; exit 1; }
   log "configured"
-  cmake --build "$BUILD" --parallel "$(nproc)" --target clprompt_cli clprompt_tests bench_gpu_step \
+  cmake --build "$BUILD" --parallel "$(nproc)" --target clprompt_cli clprompt_tests bench_gpu_step bench_ranpac_solve \
     > "$OUTDIR/build.log" 2>&1 || { grep -m 20 -E "error|Error" "$OUTDIR/build.log"; exit 1; }
   log "built"
   device=cuda
@@ -103,4 +104,11 @@ on_group=$("$PY" -c "import json,sys; r = json.load(open(sys.argv[1])); assert r
 log "CODA-Prompt through a $backend process group of 1: $on_group % (plain run: $on_device %)"
 "$PY" -c "import sys; d = abs(float(sys.argv[1]) - float(sys.argv[2])); print(f'difference {d:.2f} points (tolerance 0.5)'); sys.exit(d > 0.5)" \
   "$on_group" "$on_device" | tee -a "$OUTDIR/gpu-check.log"
+
+# 6. RanPAC's closed-form classifier at the published size on the device (issue 17): G in double
+#    on the device, cuSOLVER's Cholesky (docs/benchmarks.md has the CPU's numbers).
+ranpac_args=(10000 5000 10 cuda)
+[[ $device == cpu ]] && ranpac_args=(512 400 10 cpu)
+"$BUILD/bin/bench_ranpac_solve" "${ranpac_args[@]}" | tee "$OUTDIR/ranpac_solve.txt"
+log "RanPAC solve timed"
 log "done"

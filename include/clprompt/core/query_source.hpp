@@ -41,8 +41,7 @@ struct QueryOptions {
   /// ConfigError unless the layer exists in a backbone of `depth` layers.
   void check_depth(int64_t depth, const std::string& path) const {
     require_option(layer < depth, path, "layer",
-                   fmt::format("must be below the backbone's depth {} (layer {} of the forward), got {}", depth,
-                               depth, layer));
+                   fmt::format("must be a layer of the backbone, below its depth {}, got {}", depth, layer));
   }
   /// ConfigError naming `layers_path` when a prompted layer lies below the query's layer.
   void check_prompt_layers(const std::vector<int64_t>& layers, const std::string& path,

@@ -43,6 +43,7 @@ bool revisiting_cil_protocol(std::string_view benchmark, Preset<Options>& p) {
   p.trials = {{.seed = 1993, .order = ClassOrderRule::numpy, .order_seed = 1993}};
   p.weights = "vit_base_patch16_224.augreg_in21k";  // convnet_type pretrained_vit_b16_224_in21k
   if (imagenet_r) p.data.imagenet_r.split = ImageNetRSplit::split_folders;
+  p.reported = "not recorded: the repository ships no result files (the APER paper's tables were not audited here)";
   return true;
 }
 

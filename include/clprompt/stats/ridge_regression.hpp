@@ -157,7 +157,8 @@ class RidgeRegression : public torch::nn::Module {
     gram_ = register_buffer("gram", at::zeros({dim, dim}, at::kDouble));
   }
 
-  /// Zero-filled blocks of C for the classes of every task up to `task_classes.size()`.
+  /// Zero-filled blocks of C for the classes of every task in `task_class_ends` (each task's
+  /// class_end), on G's device; idempotent.
   void grow(const std::vector<int64_t>& task_class_ends) {
     while (moments_.size() < task_class_ends.size()) {
       const auto t = moments_.size();
