@@ -221,8 +221,8 @@ TEST_CASE("every method with presets lists its benchmarks; every preset resolves
         ++presets;
       }
   // l2p, dualprompt, coda-prompt: CIFAR-100 + ImageNet-R 5/10/20; slca, star-prompt: CIFAR-100,
-  // ImageNet-R, CUB, Cars; simplecil, aper, ranpac: CIFAR-100, ImageNet-R
-  CHECK(presets == 26);
+  // ImageNet-R, CUB, Cars; simplecil, aper: CIFAR-100, ImageNet-R, CUB; ranpac: all four
+  CHECK(presets == 30);
 }
 
 TEST_CASE("RanPAC, SimpleCIL and APER on Split CIFAR-100 and ImageNet-R are their repositories' runs", "[run][preset]") {
@@ -234,7 +234,16 @@ TEST_CASE("RanPAC, SimpleCIL and APER on Split CIFAR-100 and ImageNet-R are thei
   CHECK(ranpac.head_options.at("projection_dim") == 10000);  // args/cifar224_publish.csv: M
   CHECK(ranpac.head_options.at("ridge").at("lambdas").size() == 17);
   CHECK(ranpac.reference.at("weights") == "vit_base_patch16_224.augreg_in21k");
+  CHECK(ranpac.transform.mean.empty());             // utils/data.py build_transform: ToTensor only
+  CHECK(ranpac.transform.test_resize == 224);       // isCifar: Resize(224) + CenterCrop(224)
+  CHECK(ranpac.transform.random_resized_crop.scale_min == 0.05);
   CHECK(preset("ranpac", "split-imagenet-r").scenario.num_tasks == 10);  // 200 classes, 20 per task
+  CHECK(preset("ranpac", "split-imagenet-r").transform.test_resize == 256);
+  const auto cars = preset("ranpac", "split-cars196");  // init_cls 16, increment 20
+  CHECK(cars.scenario.initial_classes == 16);
+  CHECK(cars.scenario.classes_per_task == 20);
+  CHECK(cars.data.test_folder == "test");
+  CHECK(preset("simplecil", "split-cub200").scenario.num_tasks == 20);  // cub_10_10
   const auto simplecil = preset("simplecil", "split-imagenet-r");
   CHECK(simplecil.scenario.num_tasks == 40);  // init_cls = increment = 5
   CHECK(simplecil.train.epochs == 0);

@@ -73,7 +73,8 @@ struct APERMethod {
   static bool preset(std::string_view benchmark, Preset<Options>& p) {
     if (!revisiting_cil_protocol(benchmark, p)) return false;
     p.sources = {"zhoudw-zdw/RevisitingCIL:exps/aper_finetune/cifar224_5_5_vit-b_finetune.json",
-                 "exps/aper_finetune/imagenetr_5_5_vit-b_finetune.json", "models/aper_finetune.py:37-115"};
+                 "exps/aper_finetune/imagenetr_5_5_vit-b_finetune.json", "exps/aper_finetune/cub_10_10_vit-b_finetune.json",
+                 "models/aper_finetune.py:37-115"};
     return true;
   }
   /// Heads see the 2·D concatenated features.

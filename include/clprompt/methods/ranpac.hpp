@@ -58,6 +58,17 @@ inline TrainOptions ranpac_train_options() {
   return t;
 }
 
+/// RanPAC's input pipeline at 224 px (utils/data.py:82-107 `build_transform`): RandomResizedCrop(224,
+/// scale (0.05, 1), ratio (3/4, 4/3)) and flip at training; Resize(256, bicubic) + CenterCrop(224) at
+/// test (Resize(224) on CIFAR); ToTensor only, no normalisation.
+inline TransformOptions ranpac_transform() {
+  TransformOptions t = TransformOptions::scaled_reference(224, /*scale_min=*/0.05);
+  t.test_interpolation = Interpolation::bicubic;
+  t.mean = {};
+  t.std = {};
+  return t;
+}
+
 /// The backbone (frozen, or fine-tuned in the tasks that train) under any head.
 template <class Head>
 std::shared_ptr<RanPACModel<Head>> make_ranpac(std::shared_ptr<VisionTransformer> backbone, std::shared_ptr<Head> head,
@@ -79,31 +90,42 @@ struct RanPACMethod {
   static constexpr std::string_view default_head = "ranpac";
   using Options = RanPACMethodOptions;
   static TrainOptions recipe() { return ranpac_train_options(); }
+  static TransformOptions transform() { return ranpac_transform(); }
   static constexpr bool lr_scales_with_batch = false;
   static void check(const Options& options, const std::string& path, const MethodSetting& setting) {
     require_option(!options.adapt_backbone || setting.train.epochs > 0, path, "adapt_backbone",
                    "needs training epochs: set train.epochs (RanPAC's Phase 1: 20) and train.trained_tasks (1)");
   }
-  /// RanPAC's "No Phase 1" run (args/cifar224_publish.csv row 4, args/imagenetr_publish.csv row 4:
-  /// ncm, use_RP True, M 10000, seed 1993, shuffled class order): CIFAR-100 in 10 tasks of 10 with
-  /// the in21k ViT-B/16, ImageNet-R in 10 tasks of 20 with the in21k-ft-in1k one.
+  /// RanPAC's "No Phase 1" run (args/<dataset>_publish.csv row 4: ncm, use_RP True, M 10000, seed
+  /// 1993, shuffled class order): CIFAR-100 in 10 tasks of 10 with the in21k ViT-B/16; ImageNet-R and
+  /// CUB-200 in 10 tasks of 20 with the in21k-ft-in1k one; Stanford Cars in a first task of 16 then 9
+  /// of 20 (init_cls 16, increment 20) with the in21k one. Image folders train/ and test/
+  /// (utils/data.py:137-238).
   static bool preset(std::string_view benchmark, Preset<Options>& p) {
     const bool cifar = benchmark == "split-cifar100", imagenet_r = benchmark == "split-imagenet-r";
-    if (!cifar && !imagenet_r) return false;
-    p.scenario.num_tasks = 10;  // init_cls = increment = 10 (CIFAR), 20 (ImageNet-R)
-    p.scenario.initial_classes = 0;
-    p.scenario.classes_per_task = 0;
+    const bool cub = benchmark == "split-cub200", cars = benchmark == "split-cars196";
+    if (!cifar && !imagenet_r && !cub && !cars) return false;
+    p.scenario.num_tasks = 10;
+    p.scenario.initial_classes = cars ? 16 : 0;
+    p.scenario.classes_per_task = cars ? 20 : 0;
     p.trials = {{.seed = 1993, .order = ClassOrderRule::numpy, .order_seed = 1993}};  // utils/data_manager.py:76-80
     p.train.eval_batch_size = 128;  // RanPAC.py:84-87 (batch_size 128 of the ncm rows)
     p.train.batch_size = 128;
-    p.weights = cifar ? "vit_base_patch16_224.augreg_in21k"            // pretrained_vit_b16_224_in21k
-                      : "vit_base_patch16_224.augreg2_in21k_ft_in1k";  // pretrained_vit_b16_224 (timm's default tag)
+    if (cifar) p.transform.test_resize = 224;  // build_transform(isCifar=True): Resize(224) + CenterCrop(224)
+    p.weights = cifar || cars ? "vit_base_patch16_224.augreg_in21k"            // pretrained_vit_b16_224_in21k
+                              : "vit_base_patch16_224.augreg2_in21k_ft_in1k";  // pretrained_vit_b16_224 (timm's default tag)
     p.reported = "final accuracy 89.0 (CIFAR-100) / 71.8 (ImageNet-R), row \"No Phase 1\" of "
-                 "paper_tables/Table_data_main_{cifar224,imagenetr}.csv (with Phase 1: 92.2 / 77.9)";
-    p.sources = {"RanPAC/RanPAC:args/cifar224_publish.csv:5", "args/imagenetr_publish.csv:5", "RanPAC.py:84-130,170-230",
+                 "paper_tables/Table_data_main_{cifar224,imagenetr}.csv (with Phase 1: 92.2 / 77.9); CUB and Cars: "
+                 "paper_tables/Table_data_main_{cub,cars}.csv";
+    p.sources = {"RanPAC/RanPAC:args/cifar224_publish.csv:5", "args/imagenetr_publish.csv:5", "args/cub_publish.csv:5",
+                 "args/cars_publish.csv:5", "RanPAC.py:84-130,170-230", "utils/data.py:82-238",
                  "utils/data_manager.py:9-80", "paper_tables/Table_data_main_cifar224.csv",
                  "paper_tables/Table_data_main_imagenetr.csv"};
-    if (imagenet_r) p.data.imagenet_r.split = ImageNetRSplit::split_folders;
+    if (imagenet_r) {
+      p.data.imagenet_r.split = ImageNetRSplit::split_folders;
+      p.data.imagenet_r.test_folder = "test";
+    }
+    if (cub || cars) p.data.test_folder = "test";
     return true;
   }
   template <class Head>

@@ -30,14 +30,16 @@ inline std::shared_ptr<SimpleCIL> make_simplecil(std::shared_ptr<VisionTransform
   return make_linear_probe(std::move(backbone), make_prototype_head(head, dims));
 }
 
-/// The RevisitingCIL protocol shared by SimpleCIL and APER (exps/simplecil/*_5_5_*.json,
-/// exps/aper_finetune/*_5_5_*.json): CIFAR-100 and ImageNet-R in tasks of 5 classes (init_cls =
-/// increment = 5), seed 1993 with a shuffled (numpy) class order, the in21k ViT-B/16.
+/// The RevisitingCIL protocol shared by SimpleCIL and APER (exps/simplecil/*.json,
+/// exps/aper_finetune/*.json): CIFAR-100 and ImageNet-R in tasks of 5 classes (init_cls = increment
+/// = 5), CUB-200 in tasks of 10, seed 1993 with a shuffled (numpy) class order, the in21k ViT-B/16.
 template <class Options>
 bool revisiting_cil_protocol(std::string_view benchmark, Preset<Options>& p) {
   const bool cifar = benchmark == "split-cifar100", imagenet_r = benchmark == "split-imagenet-r";
-  if (!cifar && !imagenet_r) return false;
-  p.scenario.num_tasks = cifar ? 20 : 40;
+  const bool cub = benchmark == "split-cub200";
+  if (!cifar && !imagenet_r && !cub) return false;
+  p.scenario.num_tasks = cifar ? 20 : 40;  // 100 / 5, 200 / 5, 200 / 10
+  if (cub) p.scenario.num_tasks = 20;
   p.scenario.initial_classes = 0;
   p.scenario.classes_per_task = 0;
   p.trials = {{.seed = 1993, .order = ClassOrderRule::numpy, .order_seed = 1993}};
@@ -68,7 +70,8 @@ struct SimpleCILMethod {
   static bool preset(std::string_view benchmark, Preset<Options>& p) {
     if (!revisiting_cil_protocol(benchmark, p)) return false;
     p.sources = {"zhoudw-zdw/RevisitingCIL:exps/simplecil/cifar224_5_5_vit-b_simplecil.json",
-                 "exps/simplecil/imagenetr_5_5_vit-b_simplecil.json", "models/simplecil.py"};
+                 "exps/simplecil/imagenetr_5_5_vit-b_simplecil.json", "exps/simplecil/cub_10_10_vit-b_simplecil.json",
+                 "models/simplecil.py", "utils/data_manager.py (shuffle with seed)"};
     return true;
   }
   template <class Head>
