@@ -185,10 +185,7 @@ class RidgeRegression : public torch::nn::Module {
   }
 
   /// W [classes(), M] in double: ((G + λI)⁻¹ C)ᵀ.
-  at::Tensor solve(double lambda) const {
-    at::Tensor work;
-    return solve_ridge_system(gram_, moments(), lambda, work).t();
-  }
+  at::Tensor solve(double lambda) const { return solve_ridge_system(gram_, moments(), lambda).t(); }
 
   int64_t dim() const { return dim_; }
   int64_t classes() const {
