@@ -1,6 +1,8 @@
 // A user-written PromptSelector plugged into the same model: one learned prompt per task,
 // prefix-tuned into layer 0; without task identity (evaluation) the prompts of all seen tasks
 // are averaged. Everything a selector needs is in this file.   example_custom_selector
+#include <torch/nn/modules/container/parameterlist.h>
+
 #include <clprompt/head/linear.hpp>
 #include <clprompt/methods/linear_probe.hpp>
 

@@ -6,7 +6,8 @@
 #include <iterator>
 #include <limits>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include "clprompt/core/error.hpp"
 #include "clprompt/io/atomic_file.hpp"

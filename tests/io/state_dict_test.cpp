@@ -1,4 +1,6 @@
-#include <torch/torch.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/utils.h>
 
 #include "clprompt/core/error.hpp"
 #include "clprompt/io/safetensors.hpp"

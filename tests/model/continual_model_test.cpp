@@ -1,3 +1,5 @@
+#include <torch/nn/modules/container/parameterlist.h>
+
 #include "clprompt/methods/finetune.hpp"
 #include "clprompt/methods/linear_probe.hpp"
 #include "clprompt/io/safetensors.hpp"

@@ -2,7 +2,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include "clprompt/backbone/timm_loader.hpp"
 #include "clprompt/core/error.hpp"

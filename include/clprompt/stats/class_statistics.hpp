@@ -27,7 +27,6 @@
 #include <vector>
 
 #include <ATen/ATen.h>
-#include <Eigen/Dense>
 #include <torch/nn/module.h>
 
 #include "clprompt/core/error.hpp"
@@ -36,6 +35,13 @@
 #include "clprompt/core/task_context.hpp"
 
 namespace clprompt {
+
+namespace detail {
+/// L = V diag(sqrt(max(λ, 0))) from the eigen-decomposition Σ = V diag(λ) Vᵀ of a symmetric
+/// positive semi-definite CPU double [D, D] matrix, so that L Lᵀ = Σ up to round-off; undefined
+/// when the decomposition fails. Compiled in the library (Eigen stays out of this header).
+at::Tensor symmetric_psd_factor(const at::Tensor& sigma);
+}  // namespace detail
 
 enum class CovarianceKind { full, diagonal, shared, mixture };
 constexpr auto enum_names(CovarianceKind) {
@@ -270,14 +276,9 @@ class ClassStatistics : public torch::nn::Module {
       slot = sigma.diagonal().clamp_min(0).sqrt().contiguous();
       return slot;
     }
-    using Matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    const Eigen::Map<const Matrix> s(sigma.data_ptr<double>(), dim_, dim_);
-    Eigen::SelfAdjointEigenSolver<Matrix> eig(s);
-    if (eig.info() != Eigen::Success)
+    slot = detail::symmetric_psd_factor(sigma);
+    if (!slot.defined())
       throw NumericError(fmt::format("ClassStatistics: eigen-decomposition of class {}'s covariance failed", c));
-    const Matrix l = eig.eigenvectors() * eig.eigenvalues().cwiseMax(0.0).cwiseSqrt().asDiagonal();
-    slot = at::empty({dim_, dim_}, at::kDouble);
-    Eigen::Map<Matrix>(slot.data_ptr<double>(), dim_, dim_) = l;
     return slot;
   }
 
