@@ -20,6 +20,7 @@
 #include "clprompt/head/ranpac.hpp"
 #include "clprompt/learn/learner.hpp"
 #include "clprompt/methods/finetune.hpp"
+#include "clprompt/methods/l2p.hpp"
 #include "clprompt/methods/linear_probe.hpp"
 #include "clprompt/methods/method.hpp"
 #include "clprompt/methods/registry.hpp"
@@ -60,14 +61,9 @@ inline TrainOptions ranpac_train_options() {
 
 /// RanPAC's input pipeline at 224 px (utils/data.py:82-107 `build_transform`): RandomResizedCrop(224,
 /// scale (0.05, 1), ratio (3/4, 4/3)) and flip at training; Resize(256, bicubic) + CenterCrop(224) at
-/// test (Resize(224) on CIFAR); ToTensor only, no normalisation.
-inline TransformOptions ranpac_transform() {
-  TransformOptions t = TransformOptions::scaled_reference(224, /*scale_min=*/0.05);
-  t.test_interpolation = Interpolation::bicubic;
-  t.mean = {};
-  t.std = {};
-  return t;
-}
+/// test (Resize(224) on CIFAR, set by its preset); ToTensor only, no normalisation. Value for value
+/// l2p-pytorch's pipeline, so it is that one.
+inline TransformOptions ranpac_transform() { return l2p_transform(); }
 
 /// The backbone (frozen, or fine-tuned in the tasks that train) under any head.
 template <class Head>

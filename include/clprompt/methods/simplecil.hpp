@@ -38,8 +38,7 @@ bool revisiting_cil_protocol(std::string_view benchmark, Preset<Options>& p) {
   const bool cifar = benchmark == "split-cifar100", imagenet_r = benchmark == "split-imagenet-r";
   const bool cub = benchmark == "split-cub200";
   if (!cifar && !imagenet_r && !cub) return false;
-  p.scenario.num_tasks = cifar ? 20 : 40;  // 100 / 5, 200 / 5, 200 / 10
-  if (cub) p.scenario.num_tasks = 20;
+  p.scenario.num_tasks = imagenet_r ? 40 : 20;  // 200 / 5; 100 / 5 (CIFAR), 200 / 10 (CUB)
   p.scenario.initial_classes = 0;
   p.scenario.classes_per_task = 0;
   p.trials = {{.seed = 1993, .order = ClassOrderRule::numpy, .order_seed = 1993}};
